@@ -1,0 +1,5 @@
+import sys
+
+from speechunits.cli import main
+
+sys.exit(main())
