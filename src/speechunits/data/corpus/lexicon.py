@@ -1,0 +1,149 @@
+"""The corpus lexicon: about 1,600 English words with part of speech, inflections and the
+semantic tags the grammar uses for agreement and argument structure.
+
+The data file ``lexicon.txt`` ships inside the package (tab-separated despite the suffix, which
+keeps it inside the wheel's package data): ``word<TAB>pos<TAB>forms<TAB>tags``, forms joined by
+``|`` (nouns: singular|plural, mass nouns singular only; verbs: base|3sg|past|participle|gerund),
+tags ``key=value`` joined by ``;`` with list values joined by ``,``.
+
+>>> from speechunits.data.corpus.lexicon import load_lexicon
+>>> lex = load_lexicon()
+>>> lex.size >= 1500, lex.entry("child", "noun").forms
+(True, ('child', 'children'))
+>>> lex.article("hour"), lex.article("unicorn"), lex.article("egg")
+('an', 'a', 'an')
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+#: Noun classes that denote concrete, movable or touchable things.
+CONCRETE = ("food", "drink", "readable", "container", "tool", "furniture", "clothing", "vehicle",
+            "thing", "plant")
+ANIMATE = ("person", "animal")
+
+# Vowel letters that start with a consonant sound, and h-words that start with a vowel sound.
+_A_EXCEPTIONS = ("uni", "use", "usu", "uti", "eu", "one", "once", "ewe", "ur")
+_AN_EXCEPTIONS = ("hour", "honest", "honor", "heir", "herb")
+
+
+@dataclass(frozen=True)
+class Entry:
+    word: str
+    pos: str
+    forms: tuple[str, ...]
+    tags: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def tag(self, key: str, default: str = "") -> str:
+        return self.tags.get(key, default)
+
+    def tag_list(self, key: str) -> list[str]:
+        v = self.tags.get(key, "")
+        return v.split(",") if v else []
+
+    # -- nouns ----------------------------------------------------------------------------
+    @property
+    def mass(self) -> bool:
+        return self.tags.get("mass") == "1"
+
+    def noun(self, plural: bool) -> str:
+        return self.forms[1] if plural and len(self.forms) > 1 else self.forms[0]
+
+    # -- verbs ----------------------------------------------------------------------------
+    def verb(self, form: str) -> str:
+        """``form`` in base, 3sg, past, participle, gerund."""
+        return self.forms[("base", "3sg", "past", "participle", "gerund").index(form)]
+
+
+class Lexicon:
+    """Entries with indices by part of speech and semantic tags."""
+
+    def __init__(self, entries: list[Entry], source: str = "<lexicon>") -> None:
+        self.entries = entries
+        self.source = source
+        self.by_pos: dict[str, list[Entry]] = defaultdict(list)
+        self.nouns_by_class: dict[str, list[Entry]] = defaultdict(list)
+        self.adjs_by_class: dict[str, list[Entry]] = defaultdict(list)
+        self.adverbs_by_type: dict[str, list[Entry]] = defaultdict(list)
+        self._index: dict[tuple[str, str], Entry] = {}
+        self._frames: dict[str, list[Entry]] = {}
+        for e in entries:
+            self.by_pos[e.pos].append(e)
+            self._index[(e.word, e.pos)] = e
+            if e.pos == "noun":
+                self.nouns_by_class[e.tag("class")].append(e)
+            elif e.pos == "adj":
+                for c in e.tag_list("mods"):
+                    self.adjs_by_class[c].append(e)
+            elif e.pos == "adv":
+                self.adverbs_by_type[e.tag("type")].append(e)
+
+    @property
+    def size(self) -> int:
+        """Number of distinct words (lemmas, case-insensitive)."""
+        return len({e.word.lower() for e in self.entries})
+
+    @functools.cached_property
+    def forms(self) -> frozenset[str]:
+        """Every word form (lower case): what counts as a real word for the non-word check."""
+        return frozenset(f.lower() for e in self.entries for f in e.forms)
+
+    @functools.cached_property
+    def digest(self) -> str:
+        text = "\n".join(f"{e.word}\t{e.pos}\t{'|'.join(e.forms)}" for e in self.entries)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def entry(self, word: str, pos: str) -> Entry:
+        try:
+            return self._index[(word, pos)]
+        except KeyError:
+            raise KeyError(f"{self.source}: no {pos} {word!r}") from None
+
+    def verbs_with(self, frame_prefix: str) -> list[Entry]:
+        """Verbs having a frame starting with ``frame_prefix`` (e.g. ``tr:``, ``intr``, ``cls``)."""
+        if frame_prefix not in self._frames:
+            self._frames[frame_prefix] = [e for e in self.by_pos["verb"]
+                                          if any(f.startswith(frame_prefix) for f in e.tag_list("frames"))]
+        return self._frames[frame_prefix]
+
+    @staticmethod
+    def article(next_word: str) -> str:
+        """``a`` or ``an`` before ``next_word``, by its first sound (spelling approximations)."""
+        w = next_word.lower()
+        if w.startswith(_AN_EXCEPTIONS):
+            return "an"
+        if w.startswith(_A_EXCEPTIONS):
+            return "a"
+        return "an" if w[:1] in "aeiou" else "a"
+
+
+def parse_lexicon(text: str, source: str = "<lexicon>") -> Lexicon:
+    entries = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) < 3:
+            raise ValueError(f"{source}:{n}: expected word<TAB>pos<TAB>forms[<TAB>tags]: {line!r}")
+        tags = {}
+        for kv in (parts[3].split(";") if len(parts) > 3 and parts[3] else []):
+            k, _, v = kv.partition("=")
+            tags[k] = v
+        entries.append(Entry(parts[0], parts[1], tuple(parts[2].split("|")), tags))
+    return Lexicon(entries, source)
+
+
+@functools.lru_cache(maxsize=4)
+def load_lexicon(path: str | Path | None = None) -> Lexicon:
+    """The packaged lexicon, or one in the same format at ``path``."""
+    if path is None:
+        res = resources.files("speechunits.data.corpus").joinpath("lexicon.txt")
+        return parse_lexicon(res.read_text(encoding="utf-8"), "speechunits/data/corpus/lexicon.txt")
+    path = Path(path)
+    return parse_lexicon(path.read_text(encoding="utf-8"), str(path))
