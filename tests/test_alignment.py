@@ -19,6 +19,13 @@ def test_frame_centre_rule_and_boundaries():
     assert labels == ["a", "b", "<unk>", "c", "c", "<unk>"]
 
 
+def test_window_moves_the_centre():
+    # 25 ms windows every 20 ms: centres at 12.5, 32.5, 52.5 ms
+    segs = [Segment(0.0, 0.031, "a"), Segment(0.031, 0.06, "b")]
+    assert frame_labels(segs, 3, frame_rate=50) == ["a", "a", "b"]
+    assert frame_labels(segs, 3, frame_rate=50, window_s=0.025) == ["a", "b", "b"]
+
+
 def test_frame_labels_at_other_rates_and_ids():
     segs = [Segment(0.0, 0.5, "x"), Segment(0.5, 1.0, "y")]
     assert frame_labels(segs, 4, frame_rate=4) == ["x", "x", "y", "y"]

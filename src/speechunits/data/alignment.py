@@ -4,12 +4,14 @@ An alignment is three tiers of ``Segment(start, end, label)`` in seconds. The co
 writes them (phones tile the audio exactly), and real forced alignments (the librivox-aligned
 ``*.phone.json`` files) are read into the same record.
 
-Frame labelling rule (``frame_labels``): frame ``i`` covers ``[i*hop, i*hop + hop)`` seconds and
-gets the label of the segment that contains its *centre* ``(i + 0.5) * hop``. A centre that falls
-exactly on a boundary belongs to the segment that *starts* there (segments are half-open
-``[start, end)``). Frames whose centre lies in no segment (gaps, or past the end) get
-``unknown``. This is the convention of HuBERT's PNMI scripts and ZeroSpeech's ABX item files,
-where a frame is attributed by its centre.
+Frame labelling rule (``frame_labels``): frame ``i`` starts at ``i * hop`` and spans ``window``
+seconds (``window`` defaults to ``hop``); it gets the label of the segment that contains its
+*centre* ``i * hop + window / 2``. A centre that falls exactly on a boundary belongs to the
+segment that *starts* there (segments are half-open ``[start, end)``). Frames whose centre lies
+in no segment (gaps, or past the end) get ``unknown``. Frames are attributed by their centre as
+in ZeroSpeech's ABX item files. For the 50 Hz encoders here a frame covers samples
+``[320 i, 320 i + 400)``, so pass ``window_s=0.025``: its centre is at ``20 i + 12.5`` ms, not
+``20 i + 10`` ms.
 """
 
 from __future__ import annotations
@@ -149,16 +151,18 @@ def frame_labels(
     num_frames: int,
     frame_rate: float = 50.0,
     unknown: str = "<unk>",
+    window_s: float | None = None,
 ) -> list[str]:
     """Label each of ``num_frames`` frames by the segment containing its centre (see module doc)."""
     if num_frames < 0:
         raise ValueError("num_frames must be >= 0")
     hop = 1.0 / frame_rate
+    window = hop if window_s is None else float(window_s)
     labels = [unknown] * num_frames
     segs = sorted(segments, key=lambda s: s.start)
     starts = np.array([s.start for s in segs])
     ends = np.array([s.end for s in segs])
-    centres = (np.arange(num_frames) + 0.5) * hop
+    centres = np.arange(num_frames) * hop + window / 2
     # Index of the last segment starting at or before the centre.
     idx = np.searchsorted(starts, centres, side="right") - 1
     for i, (c, j) in enumerate(zip(centres, idx)):
@@ -173,7 +177,8 @@ def frame_label_ids(
     vocab: dict[str, int],
     frame_rate: float = 50.0,
     unknown_id: int = -1,
+    window_s: float | None = None,
 ) -> np.ndarray:
     """``frame_labels`` mapped through ``vocab`` (labels not in it get ``unknown_id``)."""
-    labels = frame_labels(segments, num_frames, frame_rate, unknown="\0")
+    labels = frame_labels(segments, num_frames, frame_rate, unknown="\0", window_s=window_s)
     return np.array([vocab.get(lab, unknown_id) for lab in labels], dtype=np.int64)
