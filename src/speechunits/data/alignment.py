@@ -160,9 +160,10 @@ def frame_labels(
     window = hop if window_s is None else float(window_s)
     labels = [unknown] * num_frames
     segs = sorted(segments, key=lambda s: s.start)
-    starts = np.array([s.start for s in segs])
-    ends = np.array([s.end for s in segs])
-    centres = np.arange(num_frames) * hop + window / 2
+    # Rounded to the nanosecond so that a centre on a boundary is on it, not 1e-17 s before.
+    starts = np.round(np.array([s.start for s in segs]), 9)
+    ends = np.round(np.array([s.end for s in segs]), 9)
+    centres = np.round(np.arange(num_frames) * hop + window / 2, 9)
     # Index of the last segment starting at or before the centre.
     idx = np.searchsorted(starts, centres, side="right") - 1
     for i, (c, j) in enumerate(zip(centres, idx)):
