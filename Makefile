@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/speechunits corpus synth --out out/demo-corpus --minutes 3 --seed 0
+	.venv/bin/speechunits demo --out out/demo
 
 test: setup
 	.venv/bin/python -m pytest -n 2 -q

@@ -1,0 +1,45 @@
+"""``speechunits tokenize``: files, folders or manifests in, a units file out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from speechunits.cli._common import add_device, add_shards, gather_inputs, shard_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tokenize",
+        help="tokenize audio files, folders or manifests into a units file",
+        description="Tokenize audio into units. The output format follows the suffix of --out: "
+        ".jsonl (default, resumable), .parquet, .km (fairseq, plus .ids) or .txt (<|u12|> text). "
+        "The tokenizer's config is written beside it as <out>.config.json. Files that fail to "
+        "decode are listed in <out>.errors.jsonl and the job goes on.",
+    )
+    p.add_argument("inputs", nargs="+", help="audio files, folders, or manifests (.tsv, .jsonl)")
+    p.add_argument("--tokenizer", default="default", help="tokenizer directory (default: the bundled one)")
+    p.add_argument("--out", required=True, help="output units file (.jsonl, .parquet, .km, .txt)")
+    p.add_argument("--dedup", action="store_true", default=None, help="collapse repeated units (keeps durations)")
+    p.add_argument("--bpe", action="store_true", default=None, help="apply the tokenizer's BPE (implies --dedup)")
+    p.add_argument("--no-resume", action="store_true", help="start the output afresh instead of resuming")
+    p.add_argument("--batch-size", type=int, default=8, help="utterances handed to the encoder at once")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_shards(p)
+    add_device(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechunits.batch import tokenize_corpus
+    from speechunits.tokenizer import Tokenizer
+
+    nshard, rank = shard_args(args)
+    utts = gather_inputs(args.inputs)
+    tok = Tokenizer.from_pretrained(args.tokenizer, device=args.device)
+    report = tokenize_corpus(
+        tok, utts, args.out, dedup=args.dedup, bpe=args.bpe, nshard=nshard, rank=rank,
+        resume=not args.no_resume, batch_size=args.batch_size, progress=not args.no_progress,
+    )
+    print(report.summary(), file=sys.stderr if report.failed else sys.stdout)
+    return 0

@@ -1,0 +1,309 @@
+"""The training loop shared by HuBERT pre-training, Spin / DC-Spin and CTC fine-tuning.
+
+One :class:`Trainer` runs AdamW with a linear warm-up and linear decay, gradient clipping, a tqdm
+bar, a loss log (``loss.json`` + ``loss.png``) and atomic checkpoints that resume *exactly* on
+CPU. Exactness comes from one rule: **every random draw of step ``s`` is a function of
+``(seed, s)``** -- the batch and the masks come from ``numpy.random.default_rng([seed, s])`` (see
+:func:`step_rng`), dropout from ``torch.manual_seed(step_seed(seed, s))`` set before the step --
+so a resumed run needs no saved RNG state, only the trainable parameters, AdamW's moments and the
+step counter, all stored as safetensors (plus a JSON state). The learning rate is a pure function
+of the step too.
+
+Checkpoint layout (``<out>/checkpoint/``, replaced atomically by renaming a finished temp folder)::
+
+    params.safetensors     the trainable parameters, by name
+    optimizer.safetensors  AdamW state per parameter name (step, exp_avg, exp_avg_sq)
+    state.json             step, loss history, the run's config (checked on resume)
+
+Example:
+    >>> import tempfile, torch
+    >>> w = torch.nn.Parameter(torch.zeros(3))
+    >>> def loss_fn(step):
+    ...     return ((w - 1.0) ** 2).sum(), {}
+    >>> t = Trainer(tempfile.mkdtemp(), {"w": w}, loss_fn, steps=50, lr=0.1, warmup=5, progress=False)
+    >>> hist = t.run()
+    >>> len(hist), bool(hist[-1]["loss"] < hist[0]["loss"])
+    (50, True)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from speechunits.data.atomic import atomic_write_text
+
+log = logging.getLogger("speechunits.pretrain")
+
+LossFn = Callable[[int], "tuple[torch.Tensor, dict]"]
+CHECKPOINT_DIR = "checkpoint"
+# Keys of the run config that may change between a run and its resumption.
+RESUMABLE_KEYS = ("progress", "checkpoint_every", "device", "log_every")
+
+
+def step_seed(seed: int, step: int, stream: str = "") -> int:
+    """A 63-bit seed for step ``step`` of a run seeded ``seed`` (``stream`` separates uses)."""
+    mix = np.random.SeedSequence([int(seed), int(step), zlib.crc32(stream.encode())])
+    return int(mix.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def step_rng(seed: int, step: int, stream: str = "") -> np.random.Generator:
+    """The numpy generator of step ``step`` for ``stream`` (batch choice, crops, masks...)."""
+    return np.random.default_rng(step_seed(seed, step, stream))
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, final_ratio: float = 0.0) -> float:
+    """Linear warm-up from 0 over ``warmup`` steps, then linear decay to ``peak * final_ratio``."""
+    if warmup > 0 and step < warmup:
+        return peak * (step + 1) / warmup
+    span = max(1, total - warmup)
+    frac = min(1.0, (step - warmup) / span)
+    return peak * (1.0 - (1.0 - final_ratio) * frac)
+
+
+def plot_losses(history: list[dict], path: str | os.PathLike, title: str = "") -> bool:
+    """Write the loss curve (raw and smoothed) as PNG; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # plotting is a convenience, never a reason to fail a run
+        log.info("matplotlib not installed: %s not written (loss.json has the curve)", path)
+        return False
+    steps = np.array([h["step"] for h in history])
+    loss = np.array([h["loss"] for h in history], dtype=float)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, loss, lw=0.6, alpha=0.4, label="loss")
+    if len(loss) >= 10:
+        w = max(5, len(loss) // 50)
+        smooth = np.convolve(loss, np.ones(w) / w, mode="valid")
+        ax.plot(steps[w - 1 :], smooth, lw=1.5, label=f"mean of {w}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = Path(str(path) + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
+class Trainer:
+    """AdamW over named parameters, driven by ``loss_fn(step) -> (loss, metrics)``.
+
+    Args:
+        out_dir: run folder; ``checkpoint/``, ``loss.json`` and ``loss.png`` go here.
+        params: the trainable parameters by (unique) name; exactly these are optimised and saved.
+        loss_fn: builds step ``step``'s batch (seeded from the step) and returns the scalar loss
+            and float metrics to log.
+        steps: total optimiser steps.
+        warmup: warm-up steps (an int) or a fraction of ``steps`` (a float below 1).
+        final_lr_ratio: the learning rate decays linearly to ``lr * final_lr_ratio``.
+        clip: gradient-norm clipping threshold (``None``/0: off).
+        after_step: called after every optimiser step (e.g. re-normalise codebooks).
+        config: JSON-able description of the run, stored in the checkpoint; resuming with a
+            different config (other than ``RESUMABLE_KEYS``) is refused.
+        no_decay: parameter names excluded from weight decay (biases, norms, embeddings).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        params: dict[str, torch.nn.Parameter],
+        loss_fn: LossFn,
+        *,
+        steps: int,
+        lr: float,
+        warmup: int | float = 0.08,
+        final_lr_ratio: float = 0.0,
+        weight_decay: float = 0.01,
+        betas: tuple[float, float] = (0.9, 0.98),
+        clip: float | None = 10.0,
+        seed: int = 0,
+        checkpoint_every: int = 200,
+        after_step: Callable[[], None] | None = None,
+        progress: bool = True,
+        desc: str = "train",
+        config: dict | None = None,
+        no_decay: Callable[[str], bool] | None = None,
+    ) -> None:
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.out_dir = Path(out_dir)
+        self.params = dict(params)
+        if not self.params:
+            raise ValueError("no trainable parameters")
+        self.loss_fn, self.steps, self.lr, self.seed = loss_fn, int(steps), float(lr), int(seed)
+        self.warmup = int(round(warmup * steps)) if isinstance(warmup, float) and warmup < 1 else int(warmup)
+        self.final_lr_ratio, self.clip = float(final_lr_ratio), clip
+        self.checkpoint_every, self.after_step = int(checkpoint_every), after_step
+        self.progress, self.desc = progress, desc
+        self.config = dict(config or {})
+        skip = no_decay or (lambda n: n.endswith("bias") or "norm" in n or n.endswith("_emb") or "embs" in n)
+        decay = [p for n, p in self.params.items() if not skip(n)]
+        flat = [p for n, p in self.params.items() if skip(n)]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": flat, "weight_decay": 0.0}]
+        groups = [g for g in groups if g["params"]]
+        # foreach=False: the per-parameter loop gives the same float results in every run.
+        self.opt = torch.optim.AdamW(groups, lr=self.lr, betas=betas, eps=1e-6, foreach=False)
+        self.history: list[dict] = []
+        self.step = 0
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / CHECKPOINT_DIR
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoint/`` atomically: build a temp folder, then swap it in."""
+        from safetensors.torch import save_file
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        tmp, old = self.out_dir / ".checkpoint.tmp", self.out_dir / ".checkpoint.old"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file({n: p.detach().cpu().contiguous() for n, p in self.params.items()}, str(tmp / "params.safetensors"))
+        save_file(self._optimizer_tensors(), str(tmp / "optimizer.safetensors"))
+        state = {"step": self.step, "steps": self.steps, "seed": self.seed, "config": self.config, "history": self.history}
+        (tmp / "state.json").write_text(json.dumps(state) + "\n")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.checkpoint_dir.exists():
+            os.replace(self.checkpoint_dir, old)
+        os.replace(tmp, self.checkpoint_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        return self.checkpoint_dir
+
+    def load_checkpoint(self) -> bool:
+        """Restore parameters, optimizer, step and history; False when there is no checkpoint."""
+        from safetensors.torch import load_file
+
+        d = self.checkpoint_dir
+        if not (d / "state.json").is_file():
+            return False
+        state = json.loads((d / "state.json").read_text())
+        self._check_config(state, d)
+        params = load_file(str(d / "params.safetensors"))
+        if set(params) != set(self.params):
+            raise ValueError(f"{d}: checkpoint holds other parameters than this run trains "
+                             f"({len(set(params) ^ set(self.params))} names differ)")
+        with torch.no_grad():
+            for n, p in self.params.items():
+                if params[n].shape != p.shape:
+                    raise ValueError(f"{d}: parameter {n} has shape {tuple(params[n].shape)}, expected {tuple(p.shape)}")
+                p.copy_(params[n])
+        self._load_optimizer_tensors(load_file(str(d / "optimizer.safetensors")))
+        self.step, self.history = int(state["step"]), list(state["history"])
+        log.info("%s: resumed at step %d of %d", self.desc, self.step, self.steps)
+        return True
+
+    def _check_config(self, state: dict, d: Path) -> None:
+        old = {k: v for k, v in state.get("config", {}).items() if k not in RESUMABLE_KEYS}
+        new = {k: v for k, v in json.loads(json.dumps(self.config)).items() if k not in RESUMABLE_KEYS}
+        if old != new or int(state["seed"]) != self.seed or int(state["steps"]) != self.steps:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if int(state["steps"]) != self.steps:
+                diff.append("steps")
+            raise ValueError(f"{d}: the checkpoint was made by a run with other settings ({', '.join(diff) or 'seed'}); "
+                             "use another output folder, or resume=False to start over")
+
+    def _optimizer_tensors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for n, p in self.params.items():
+            for key, value in self.opt.state.get(p, {}).items():
+                out[f"{n}::{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        return out
+
+    def _load_optimizer_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        for n, p in self.params.items():
+            state = {k.split("::", 1)[1]: v.to(p.device) for k, v in tensors.items() if k.split("::", 1)[0] == n}
+            if state:
+                state["step"] = state["step"].cpu().float()  # AdamW keeps its step count on the CPU
+                self.opt.state[p] = state
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, resume: bool = True, stop_at: int | None = None) -> list[dict]:
+        """Train from the checkpoint (if ``resume`` and one exists) to ``steps``; return the history.
+
+        ``stop_at`` ends the run early at that step, with a checkpoint (to split a long run into
+        sessions; the next ``run`` continues exactly where this one stopped).
+        """
+        from tqdm.auto import tqdm
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.load_checkpoint()
+        elif self.checkpoint_dir.exists():
+            shutil.rmtree(self.checkpoint_dir)
+        bar = tqdm(total=self.steps, initial=self.step, desc=self.desc, disable=not self.progress, dynamic_ncols=True)
+        params = list(self.params.values())
+        try:
+            end = self.steps if stop_at is None else max(0, min(self.steps, int(stop_at)))
+            while self.step < end:
+                t0 = time.perf_counter()
+                lr = lr_at(self.step, self.steps, self.lr, self.warmup, self.final_lr_ratio)
+                for g in self.opt.param_groups:
+                    g["lr"] = lr
+                torch.manual_seed(step_seed(self.seed, self.step, "torch"))  # dropout of this step
+                loss, metrics = self.loss_fn(self.step)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"{self.desc}: loss is {float(loss.detach())} at step {self.step}")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(params, self.clip if self.clip else float("inf"), foreach=False)
+                self.opt.step()
+                if self.after_step is not None:
+                    self.after_step()
+                rec = {"step": self.step, "loss": float(loss.detach()), "lr": lr, "grad_norm": float(gnorm),
+                       "seconds": round(time.perf_counter() - t0, 4)}
+                rec.update({k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()})
+                self.history.append(rec)
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}")
+                if self.checkpoint_every > 0 and self.step % self.checkpoint_every == 0 and self.step < self.steps:
+                    self.save_checkpoint()
+                    self.write_log()
+        except KeyboardInterrupt:
+            log.warning("%s: interrupted at step %d; saving a checkpoint to resume from", self.desc, self.step)
+            self.save_checkpoint()
+            self.write_log()
+            raise
+        finally:
+            bar.close()
+        self.save_checkpoint()
+        self.write_log()
+        return self.history
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.steps
+
+    def write_log(self) -> None:
+        """``loss.json`` (every step's record + a speed summary) and ``loss.png``."""
+        secs = [h["seconds"] for h in self.history]
+        summary = {"steps_done": self.step, "steps": self.steps,
+                   "median_step_s": float(np.median(secs)) if secs else None,
+                   "steps_per_s": float(1.0 / np.median(secs)) if secs else None}
+        atomic_write_text(self.out_dir / "loss.json", json.dumps({"summary": summary, "history": self.history}) + "\n")
+        if self.history:
+            plot_losses(self.history, self.out_dir / "loss.png", title=self.desc)
+
+
+def finite_mean(values: list[float]) -> float:
+    """Mean of the finite values (nan when none): for summaries of logged metrics."""
+    v = [x for x in values if math.isfinite(x)]
+    return float(sum(v) / len(v)) if v else float("nan")

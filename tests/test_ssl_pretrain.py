@@ -1,0 +1,274 @@
+"""Our own HuBERT-style encoder: frame convention, masks, crops, targets, pre-training, resume, CTC.
+
+Audio is made here: the aligned synthetic corpus (espeak-ng + MBROLA) when the tools exist, else
+vowel-like harmonic signals with exact phone alignments. Models are tiny (hidden 32, 2 layers);
+torch runs on one thread, which on a shared 2-core machine is also the fastest setting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speechunits.encoders.base import conv_num_frames, receptive_field
+from speechunits.encoders.pretrain import (
+    LIGHT_CONV,
+    PRESETS,
+    build_model,
+    ctc_finetune,
+    fit_targets,
+    lr_at,
+    pretrain_hubert,
+    read_targets,
+    span_mask,
+)
+from speechunits.encoders.pretrain.data import HOP, CropSampler, load_audio_set
+from speechunits.encoders.pretrain.loop import step_rng
+from speechunits.encoders.pretrain.targets import aligned_targets
+from speechunits.encoders.pretrain.train import load_head
+
+FAST = dict(preset="tiny", batch_size=4, crop_seconds=2.0, lr=2e-3, warmup=3, progress=False, checkpoint_every=0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def vowel_corpus(root: Path, n: int = 10, seconds: float = 3.0, seed: int = 0) -> Path:
+    """Harmonic 'vowels', a nasal, a fricative and silence from 4 voices, with exact alignments."""
+    import soundfile as sf
+
+    from speechunits.data.alignment import Alignment, Segment, chars_from_words
+
+    formants = {"AA": (730, 1090), "IY": (270, 2290), "UW": (300, 870), "EH": (530, 1840), "M": (250, 1200)}
+    letters = {"AA": "a", "IY": "i", "UW": "u", "EH": "e", "M": "m", "S": "s"}
+    rng = np.random.default_rng(seed)
+    sr, lines = 16000, []
+    for i in range(n):
+        f0 = float(rng.choice([100.0, 130.0, 190.0, 230.0]))
+        x, phones, t = [], [Segment(0.0, 0.1, "sil")], 0.1
+        x.append(np.zeros(int(0.1 * sr)))
+        while t < seconds - 0.3:
+            lab = str(rng.choice(list(letters)))
+            dur = float(rng.uniform(0.08, 0.2))
+            m = int(round(dur * sr))
+            tt = np.arange(m) / sr
+            if lab == "S":
+                seg = np.diff(rng.standard_normal(m + 1)) * 0.05
+            else:
+                f1, f2 = formants[lab]
+                seg = sum(np.sin(2 * np.pi * h * f0 * tt) / (1 + ((h * f0 - f1) / 90) ** 2 + ((h * f0 - f2) / 150) ** 2 / 4)
+                          for h in range(1, int(4000 / f0)))
+                seg = 0.1 * seg / (np.abs(seg).max() + 1e-9)
+            x.append(seg * np.hanning(m) ** 0.1)
+            phones.append(Segment(t, t + m / sr, lab))
+            t += m / sr
+        x.append(np.zeros(int(0.2 * sr)))
+        phones.append(Segment(t, t + 0.2, "sil"))
+        words = [Segment(phones[j].start, phones[min(j + 2, len(phones) - 2)].end,
+                         "".join(letters[p.label] for p in phones[j : min(j + 3, len(phones) - 1)]))
+                 for j in range(1, len(phones) - 1, 3)]
+        wave = np.concatenate(x).astype(np.float32)
+        (root / "wav").mkdir(parents=True, exist_ok=True)
+        sf.write(root / "wav" / f"v{i}.wav", wave, sr)
+        Alignment(phones, words, chars_from_words(words), len(wave) / sr).save(root / "wav" / f"v{i}.json")
+        lines.append(json.dumps({"id": f"v{i}", "path": f"wav/v{i}.wav", "alignment": f"wav/v{i}.json"}))
+    (root / "train.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "train.jsonl"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    from speechunits.data.corpus import missing_tools, synthesize_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    if not missing_tools():
+        synthesize_corpus(root, minutes=1.0, seed=0, progress=False)
+        return root / "train.jsonl"
+    return vowel_corpus(root)
+
+
+def has_kmeans() -> bool:
+    import speechunits.quantizers as q
+
+    return hasattr(q, "KMeans")
+
+
+@pytest.fixture(scope="module")
+def mfcc_targets(corpus, tmp_path_factory) -> Path:
+    if not has_kmeans():
+        pytest.skip("speechunits.quantizers.KMeans is not available yet")
+    out = tmp_path_factory.mktemp("targets") / "it1.jsonl"
+    fit_targets(corpus, out, encoder="mfcc", k=20, seed=0, progress=False)
+    return out
+
+
+# -- frame convention, masks, crops, schedule -----------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_light_conv_keeps_the_50hz_frame_convention(preset):
+    kernels, strides = LIGHT_CONV
+    assert receptive_field(kernels, strides) == (400, 320)
+    for n in range(0, 20000, 7):
+        assert conv_num_frames(n, kernels, strides) == (0 if n < 400 else (n - 400) // 320 + 1)
+    if preset == "tiny":
+        m = build_model(preset).eval()
+        for n in (400, 719, 720, 16000):
+            with torch.no_grad():
+                assert m(torch.randn(1, n)).last_hidden_state.shape[1] == (n - 400) // 320 + 1
+
+
+def test_saved_encoder_loads_with_the_same_weights(tmp_path):
+    from speechunits.encoders import HFEncoder, load_encoder
+    from speechunits.encoders.pretrain import save_encoder
+
+    m = build_model("tiny", seed=9).eval()
+    enc = load_encoder(str(save_encoder(m, tmp_path / "enc")))
+    wave = np.random.default_rng(2).standard_normal(9000).astype(np.float32) * 0.1
+    a = enc.encode([wave], [0, 1, 2])[0]
+    b = HFEncoder(m, normalize=True).encode([wave], [0, 1, 2])[0]
+    assert torch.equal(a, b) and a.shape == (27, 3, 32)
+
+
+def test_span_mask_is_seeded_and_has_the_hubert_density():
+    a = span_mask([500, 300], np.random.default_rng(1))
+    b = span_mask([500, 300], np.random.default_rng(1))
+    assert torch.equal(a, b) and a.shape == (2, 500)
+    assert not a[1, 300:].any()  # padding is never masked
+    long = span_mask([100_000], np.random.default_rng(0), prob=0.08, span=10)
+    assert abs(long.float().mean().item() - (1 - 0.92**10)) < 0.02
+    assert span_mask([50], np.random.default_rng(0), prob=0.0).sum() == 0
+    assert span_mask([8], np.random.default_rng(0), prob=0.08, span=10).all()  # shorter than a span
+
+
+def test_crop_sampler_is_a_function_of_seed_and_step():
+    lengths = [16000, 48000, 80000, 3000]
+    s1, s2 = CropSampler(lengths, 3, 32000, seed=5), CropSampler(lengths, 3, 32000, seed=5)
+    assert s1.batch(7) == s2.batch(7) and s1.batch(7) != s1.batch(8)
+    for c in s1.batch(3) + s1.batch(4):
+        assert c.start % HOP == 0 and c.start + c.length <= lengths[c.index] and c.length <= 32000
+    flat = CropSampler(lengths, 3, 32000, seed=5, pad=False)
+    for step in range(5):
+        assert len({c.length for c in flat.batch(step)}) == 1
+    # every utterance once per epoch
+    epoch = [c.index for step in range(4) for c in CropSampler(lengths, 1, 32000, seed=0).batch(step)]
+    assert sorted(epoch) == [0, 1, 2, 3]
+
+
+def test_lr_schedule_warms_up_and_decays():
+    lrs = [lr_at(s, 100, 1.0, 10, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[99] == pytest.approx(0.1 + 0.9 / 90, rel=1e-6) and all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert step_rng(0, 3).integers(1 << 30) == step_rng(0, 3).integers(1 << 30) != step_rng(0, 4).integers(1 << 30)
+
+
+# -- targets -------------------------------------------------------------------------------------
+
+
+def test_targets_match_frame_counts(corpus, mfcc_targets):
+    table, k, cfgs = read_targets(mfcc_targets)
+    audio = load_audio_set(corpus, progress=False)
+    assert k == 20 and cfgs[0]["layer"] == 0 and cfgs[0]["encoder"]["name"] == "mfcc"
+    got = aligned_targets(audio, table, lambda n: (n - 400) // 320 + 1)
+    assert all(t.min() >= 0 and t.max() < k for t in got)
+    bad = dict(table)
+    bad[audio.ids[0]] = bad[audio.ids[0]][:-1]
+    with pytest.raises(ValueError, match="targets but the encoder makes"):
+        aligned_targets(audio, bad, lambda n: (n - 400) // 320 + 1)
+    with pytest.raises(ValueError, match="have no targets"):
+        aligned_targets(audio, {}, lambda n: (n - 400) // 320 + 1)
+
+
+# -- pre-training ----------------------------------------------------------------------------------
+
+
+def test_pretraining_loss_decreases_and_the_model_loads(corpus, mfcc_targets, tmp_path):
+    from speechunits.encoders import HFEncoder, load_encoder
+
+    r = pretrain_hubert(corpus, mfcc_targets, tmp_path / "run", steps=20, seed=0, **FAST)
+    losses = [h["loss"] for h in r.history]
+    assert len(losses) == 20 and all(math.isfinite(x) for x in losses)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1
+    assert (tmp_path / "run" / "loss.json").is_file() and (tmp_path / "run" / "loss.png").is_file()
+    enc = load_encoder(str(r.encoder_dir))
+    assert isinstance(enc, HFEncoder) and enc.normalize and enc.num_layers == 2 and enc.pad_safe
+    wave = np.random.default_rng(0).standard_normal(12345).astype(np.float32) * 0.1
+    assert enc.encode([wave], [1, -1])[0].shape == (enc.num_frames(12345), 2, 32) == ((12345 - 400) // 320 + 1, 2, 32)
+    head = load_head(tmp_path / "run")
+    assert head(torch.zeros(3, 32)).shape == (3, 20)
+    assert json.loads((r.encoder_dir / "speechunits_training.json").read_text())["k"] == 20
+
+
+def test_resume_is_exact(corpus, mfcc_targets, tmp_path):
+    from safetensors.torch import load_file
+
+    full = pretrain_hubert(corpus, mfcc_targets, tmp_path / "a", steps=6, seed=3, **FAST)
+    part = pretrain_hubert(corpus, mfcc_targets, tmp_path / "b", steps=6, seed=3, stop_at=3, **FAST)
+    assert not part.complete and len(part.history) == 3
+    done = pretrain_hubert(corpus, mfcc_targets, tmp_path / "b", steps=6, seed=3, **FAST)
+    assert [h["loss"] for h in done.history] == [h["loss"] for h in full.history]
+    wa, wb = load_file(str(full.encoder_dir / "model.safetensors")), load_file(str(done.encoder_dir / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    with pytest.raises(ValueError, match="other settings"):
+        pretrain_hubert(corpus, mfcc_targets, tmp_path / "b", steps=6, seed=3, **{**FAST, "lr": 1e-3})
+
+
+def test_second_iteration_targets_pick_a_layer(corpus, tmp_path):
+    if not has_kmeans():
+        pytest.skip("speechunits.quantizers.KMeans is not available yet")
+    from speechunits.encoders.pretrain import save_encoder
+
+    enc_dir = save_encoder(build_model("tiny", seed=1).eval(), tmp_path / "enc")
+    r = fit_targets(corpus, tmp_path / "it2.jsonl", encoder=str(enc_dir), k=8, select_seconds=30, progress=False)
+    assert set(r.layer_scores) == {1, 2} and r.layer == max(r.layer_scores, key=r.layer_scores.get)
+    assert read_targets(r.path)[2][0]["layer_selection"] == "max PNMI"
+
+
+# -- CTC -----------------------------------------------------------------------------------------
+
+
+def test_ctc_finetuning_loss_decreases(corpus, tmp_path):
+    from speechunits.encoders import load_encoder
+    from speechunits.encoders.pretrain import save_encoder
+
+    base = save_encoder(build_model("tiny", seed=2).eval(), tmp_path / "base")
+    r = ctc_finetune(base, corpus, tmp_path / "ctc", tier="phones", steps=25, batch_size=4, crop_seconds=2.0,
+                     lr=3e-3, warmup=3, progress=False, checkpoint_every=0)
+    losses = [h["loss"] for h in r.history]
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    assert "sil" not in r.vocab and len(r.vocab) >= 5
+    assert load_encoder(str(r.encoder_dir)).num_layers == 2
+    vocab = json.loads((tmp_path / "ctc" / "ctc_vocab.json").read_text())
+    assert vocab["blank"] == 0 and vocab["labels"] == r.vocab
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+
+
+def test_cli_targets_pretrain_spin(corpus, tmp_path, capsys):
+    if not has_kmeans():
+        pytest.skip("speechunits.quantizers.KMeans is not available yet")
+    from speechunits.cli import main
+
+    t = tmp_path / "t.jsonl"
+    assert main(["ssl", "targets", str(corpus), "--out", str(t), "--k", "10", "--no-progress"]) == 0
+    common = ["--steps", "3", "--batch-size", "2", "--crop-seconds", "1", "--warmup", "1", "--no-progress", "--threads", "1"]
+    assert main(["ssl", "pretrain", str(corpus), "--targets", str(t), "--out", str(tmp_path / "p"), "--preset", "tiny",
+                 *common]) == 0
+    assert main(["ssl", "spin", str(corpus), "--encoder", str(tmp_path / "p" / "encoder"), "--out", str(tmp_path / "s"),
+                 "--codebooks", "8", "16", "--trainable-layers", "1", *common]) == 0
+    out = capsys.readouterr().out
+    assert "pretrain: 3 steps" in out and "dc-spin: 3 steps" in out
+    assert (tmp_path / "s" / "quantizer" / "config.json").is_file()
+    assert main(["ssl", "pretrain", str(corpus), "--targets", str(tmp_path / "missing.jsonl"), "--out",
+                 str(tmp_path / "x"), "--preset", "tiny", *common]) == 2
