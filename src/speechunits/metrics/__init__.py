@@ -1,0 +1,75 @@
+"""Unit quality metrics: pure functions over units, features and alignments.
+
+- :mod:`.codebook`: utilization, token distribution, unigram entropy, entropy and nominal bitrate;
+- :mod:`.alignment_metrics`: PNMI / CNMI, H(phone | code), phone and cluster purity, P(phone | code);
+- :mod:`.abx`: ABX phone discriminability within and across speakers (DTW, ZeroSpeech style);
+- :mod:`.ngram`: interpolated modified Kneser-Ney n-gram LM and perplexity of units;
+- :mod:`.robustness`: unit edit distance between clean and distorted units;
+- :mod:`.speed`: latency, real-time factor, throughput;
+- :mod:`.correlation`: Pearson correlation of proxies across tokenizers;
+- :mod:`.plots`: PNG heat maps, rank-frequency and bar plots.
+
+Example:
+    >>> import numpy as np
+    >>> from speechunits.metrics import codebook_stats, pnmi
+    >>> codebook_stats([np.array([0, 0, 1, 1])], k=4, frame_rate=50.0).utilization
+    0.5
+    >>> pnmi([(np.array([0, 0, 1, 1]), ["a", "a", "b", "b"])]).pnmi
+    1.0
+"""
+
+from ._abx_dtw import dtw_normalized
+from .abx import DEFAULT_EXCLUDE, AbxItem, AbxResult, abx_error, abx_items, abx_scores, span_frames
+from .alignment_metrics import AlignmentStats, cnmi, frame_label_pairs, label_code_stats, pnmi
+from .codebook import CodebookStats, codebook_stats, entropy_bits, token_distribution, unit_counts
+from .correlation import CorrelationResult, pearson, proxy_correlation
+from .ngram import KneserNeyLM, ngram_perplexity
+from .plots import plot_bars, plot_correlation, plot_pphone_given_code, plot_unit_frequency
+from .robustness import UedResult, corpus_ued, ued_by_distortion, ued_table
+from .speed import SpeedResult, Timer, measure_rtf, rtf
+
+__all__ = [
+    # codebook
+    "CodebookStats",
+    "codebook_stats",
+    "unit_counts",
+    "entropy_bits",
+    "token_distribution",
+    # alignment
+    "AlignmentStats",
+    "label_code_stats",
+    "pnmi",
+    "cnmi",
+    "frame_label_pairs",
+    # abx
+    "AbxItem",
+    "AbxResult",
+    "DEFAULT_EXCLUDE",
+    "abx_items",
+    "abx_error",
+    "abx_scores",
+    "dtw_normalized",
+    "span_frames",
+    # ngram
+    "KneserNeyLM",
+    "ngram_perplexity",
+    # robustness
+    "UedResult",
+    "corpus_ued",
+    "ued_by_distortion",
+    "ued_table",
+    # speed
+    "Timer",
+    "SpeedResult",
+    "measure_rtf",
+    "rtf",
+    # correlation
+    "CorrelationResult",
+    "proxy_correlation",
+    "pearson",
+    # plots
+    "plot_correlation",
+    "plot_pphone_given_code",
+    "plot_unit_frequency",
+    "plot_bars",
+]
