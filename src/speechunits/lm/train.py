@@ -1,0 +1,262 @@
+"""The training loop: packed (or length-grouped) batches, gradient accumulation, AdamW with a
+cosine schedule after linear warm-up, gradient clipping, validation, checkpoints and exact resume.
+
+Everything random is a function of the seed: batch order is re-planned per epoch from
+``(seed, epoch)`` (:func:`speechunits.lm.packing.plan_batches`), initial weights from the seed,
+and the torch RNG state (LoRA dropout) is checkpointed. A resumed run therefore continues the
+loss curve of the uninterrupted run exactly (bit for bit on CPU).
+
+The loss of a step is the mean NLL over all predicted tokens of its ``grad_accum`` micro-batches
+(each micro-batch's summed loss is divided by the step's total target count before backward, so
+accumulation equals one big batch).
+
+Output directory: the model (``SpeechLM.save``), ``train_log.jsonl`` (one record per logged step
+and per validation), ``train_config.json``, and ``checkpoint/`` (see
+:mod:`speechunits.lm.checkpoint`). Runs on CPU in float32; on CUDA with bf16 autocast.
+
+Example:
+    >>> import numpy as np, tempfile
+    >>> from speechunits.lm import create_lm
+    >>> lm = create_lm("unit-lm:tiny", k=4, seed=0)
+    >>> ex = [Example(lm.encode_units(np.array([0, 1, 2, 3] * 4)))] * 8
+    >>> cfg = TrainConfig(steps=3, batch_tokens=64, max_len=32, progress=False)
+    >>> r = train(lm, ex, tempfile.mkdtemp(), cfg)
+    >>> len(r.losses)
+    3
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.atomic import atomic_write_text
+from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint, trainable_parameters
+from .evaluate import sequence_nll
+from .packing import Example, collate, plan_batches, split_long, token_nll, verify_packing
+
+log = logging.getLogger(__name__)
+
+# Settings a resumed run must share with the checkpoint, or its loss curve would differ.
+_RESUME_KEYS = ("steps", "batch_tokens", "max_len", "grad_accum", "lr", "warmup_steps", "min_lr_ratio",
+                "weight_decay", "betas", "max_grad_norm", "pack", "seed")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings. ``lr=None``: 5e-4 for a unit LM from scratch, 2e-4 for LoRA.
+    ``warmup_steps=None``: 5% of ``steps``. ``batch_tokens`` counts the tokens of one micro-batch
+    (packed: ``batch_tokens // max_len`` rows of ``max_len``)."""
+
+    steps: int = 1000
+    batch_tokens: int = 8192
+    max_len: int = 1024
+    grad_accum: int = 1
+    lr: float | None = None
+    warmup_steps: int | None = None
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    max_grad_norm: float = 1.0
+    pack: bool = True
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 0  # 0: validate at the end only
+    save_every: int = 500  # 0: checkpoint at the end only
+    device: str = "cpu"
+    progress: bool = True
+
+    def resolved(self, kind: str) -> "TrainConfig":
+        c = TrainConfig(**asdict(self))
+        c.betas = tuple(c.betas)
+        if c.lr is None:
+            c.lr = 5e-4 if kind == "unit-lm" else 2e-4
+        if c.warmup_steps is None:
+            c.warmup_steps = max(1, c.steps // 20)
+        return c
+
+
+def lr_at(step: int, c: TrainConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warm-up, then cosine decay to
+    ``min_lr_ratio * lr`` at the last step."""
+    if step < c.warmup_steps:
+        return c.lr * (step + 1) / c.warmup_steps
+    span = max(1, c.steps - c.warmup_steps)
+    progress = min(1.0, (step - c.warmup_steps) / span)
+    return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)  # per step, from step 1 (resumed runs too)
+    valid: list[dict[str, Any]] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0  # wall time of this run (not of resumed parts)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else float("nan")
+
+
+class _Stream:
+    """Endless micro-batches: epoch after epoch, each planned from (seed, epoch)."""
+
+    def __init__(self, examples: list[Example], c: TrainConfig, pad_id: int, epoch: int = 0, index: int = 0):
+        self.examples, self.c, self.pad_id = examples, c, pad_id
+        self.lengths = np.array([len(e) for e in examples])
+        self.epoch, self.index = epoch, index
+        self.plan = self._plan()
+
+    def _plan(self):
+        return plan_batches(self.lengths, self.c.max_len, self.c.batch_tokens, self.c.pack,
+                            self.c.seed, self.epoch)
+
+    def next(self):
+        if self.index >= len(self.plan):
+            self.epoch, self.index = self.epoch + 1, 0
+            self.plan = self._plan()
+        rows = self.plan[self.index]
+        self.index += 1
+        return collate(self.examples, rows, self.pad_id, self.c.max_len if self.c.pack else None)
+
+
+def _optimizer(model: torch.nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
+    params = trainable_parameters(model)
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    decay = [p for _, p in params if p.ndim >= 2]  # no decay on norms and biases
+    rest = [p for _, p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": c.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, eps=1e-8)
+
+
+def _fingerprint(lm, examples: list[Example]) -> dict[str, Any]:
+    return {"kind": lm.kind, "k": lm.k, "n_examples": len(examples),
+            "n_tokens": int(sum(len(e) for e in examples)),
+            "trainable": sum(p.numel() for _, p in trainable_parameters(lm.model))}
+
+
+def _append_log(path: Path, rec: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def _read_log(path: Path, upto: int) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in recs if r.get("step", 0) <= upto]
+
+
+def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
+          valid: list[Example] | None = None, resume: bool = True,
+          callback: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``lm`` in place on ``examples`` and save it to ``out_dir``.
+
+    ``resume``: continue from ``out_dir/checkpoint`` when present (its settings must match);
+    ``False`` starts afresh. ``callback(step, loss)`` runs after each step (1-based).
+    """
+    c = config.resolved(lm.kind)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_dir, log_path = out / "checkpoint", out / "train_log.jsonl"
+    examples = split_long(examples, c.max_len)
+    if not examples:
+        raise ValueError("no training examples")
+    lm.to(c.device)
+    if c.pack:
+        verify_packing(lm)
+    lm.model.train()
+    opt = _optimizer(lm.model, c)
+    fp = _fingerprint(lm, examples)
+    saved = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(c).items()}
+
+    step, epoch, index, history = 0, 0, 0, []
+    state = read_checkpoint_state(ckpt_dir) if resume else None
+    if state is not None:
+        bad = [k for k in _RESUME_KEYS if state["config"].get(k) != saved[k]]
+        if bad or state["fingerprint"] != fp:
+            what = ", ".join(f"{k}: {state['config'].get(k)!r} -> {saved[k]!r}" for k in bad) or (
+                f"model/data changed: {state['fingerprint']} -> {fp}")
+            raise ValueError(f"{ckpt_dir}: cannot resume with different settings ({what}); "
+                             "start afresh (resume=False / --no-resume) or restore them")
+        state = load_checkpoint(ckpt_dir, lm.model, opt)
+        step, epoch, index = state["step"], state["epoch"], state["index"]
+        history = _read_log(log_path, step)
+        log.info("resuming from step %d of %d", step, c.steps)
+    else:
+        torch.manual_seed(c.seed)
+    atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
+    atomic_write_text(out / "train_config.json", json.dumps({"config": saved, "data": fp}, indent=2) + "\n")
+
+    stream = _Stream(examples, c, lm.pad_id, epoch, index)
+    result = TrainResult(losses=[r["loss"] for r in history if "loss" in r],
+                         valid=[r for r in history if "valid_nll" in r])
+    params = [p for _, p in trainable_parameters(lm.model)]
+    t0, window_tokens, window_t = time.perf_counter(), 0, time.perf_counter()
+    bar = tqdm(total=c.steps, initial=step, desc="train", unit="step", disable=not c.progress)
+
+    def validate(at: int) -> None:
+        if not valid:
+            return
+        scores = sequence_nll(lm, valid, batch_tokens=c.batch_tokens)
+        n = sum(len(s) for s in scores)
+        rec = {"step": at, "valid_nll": float(sum(s.sum() for s in scores) / max(n, 1)), "valid_tokens": n}
+        result.valid.append(rec)
+        _append_log(log_path, rec)
+        log.info("step %d: valid NLL %.4f", at, rec["valid_nll"])
+
+    while step < c.steps:
+        lr = lr_at(step, c)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        micro = [stream.next() for _ in range(c.grad_accum)]
+        n_targets = sum(b.n_targets for b in micro)
+        loss_sum = 0.0
+        for b in micro:
+            nll = token_nll(lm, b).sum()
+            (nll / max(n_targets, 1)).backward()
+            loss_sum += float(nll.detach())
+        if c.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        loss = loss_sum / max(n_targets, 1)
+        tokens = sum(b.n_real for b in micro)
+        result.losses.append(loss)
+        result.tokens += tokens
+        window_tokens += tokens
+        if step % c.log_every == 0 or step == c.steps:
+            now = time.perf_counter()
+            tps = window_tokens / max(now - window_t, 1e-9)
+            _append_log(log_path, {"step": step, "loss": loss, "lr": lr, "tokens_per_s": round(tps, 1)})
+            bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:.0f}")
+            window_tokens, window_t = 0, now
+        else:
+            _append_log(log_path, {"step": step, "loss": loss, "lr": lr})
+        bar.update(1)
+        if c.eval_every and step % c.eval_every == 0 and step < c.steps:
+            validate(step)
+        if (c.save_every and step % c.save_every == 0) or step == c.steps:
+            save_checkpoint(ckpt_dir, lm.model, opt, {
+                "step": step, "epoch": stream.epoch, "index": stream.index, "config": saved,
+                "fingerprint": fp})
+        if callback is not None:
+            callback(step, loss)
+    bar.close()
+    result.seconds = time.perf_counter() - t0
+    if not result.valid or result.valid[-1]["step"] != c.steps:
+        validate(c.steps)
+    lm.model.eval()
+    lm.save(out)
+    return result

