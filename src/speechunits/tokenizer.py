@@ -40,7 +40,7 @@ import torch
 
 from speechunits import __version__
 from speechunits.audio import load
-from speechunits.data.atomic import atomic_write_text
+from speechunits.data.atomic import FILE_MODE, atomic_write_text
 from speechunits.encoders import Encoder, HFEncoder, SpectralEncoder, load_encoder
 from speechunits.quantizers import MultiLayerKMeans
 from speechunits.tokens import StreamingTokenizer, UnitBPE, Units, config_hash
@@ -231,6 +231,7 @@ class Tokenizer:
         qpath = d / QUANTIZER_FILE
         tmp = d / f".{QUANTIZER_FILE}.tmp"
         save_file({k: v.contiguous().cpu() for k, v in self.quantizer.state_dict().items()}, str(tmp))
+        os.chmod(tmp, FILE_MODE)  # safetensors creates it 0600; give it a plain file's mode
         os.replace(tmp, qpath)
         files[QUANTIZER_FILE] = sha256_file(qpath)
         if self.bpe is not None:
