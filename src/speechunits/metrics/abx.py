@@ -107,15 +107,23 @@ class AbxResult:
 
 # --------------------------------------------------------------------------- items
 def span_frames(
-    onset: float, offset: float, frame_rate: float, num_frames: int | None = None
+    onset: float, offset: float, frame_rate: float, num_frames: int | None = None, window_s: float | None = None
 ) -> tuple[int, int]:
     """Frames ``[start, end)`` whose centres lie in ``[onset, offset)``.
 
+    Frame ``i`` starts at ``i / frame_rate`` and spans ``window_s`` (default one hop), so its
+    centre is ``i / frame_rate + window_s / 2``: 12.5 ms after its start for 25 ms encoder frames.
+
     >>> span_frames(0.1, 0.2, 50.0)
     (5, 10)
+    >>> span_frames(0.111, 0.2, 50.0)  # frame 5's centre, 110 ms, is before the onset
+    (6, 10)
+    >>> span_frames(0.111, 0.2, 50.0, window_s=0.025)  # with a 25 ms window it is at 112.5 ms
+    (5, 10)
     """
-    start = max(0, math.ceil(frame_rate * onset - 0.5 - 1e-9))
-    end = math.ceil(frame_rate * offset - 0.5 - 1e-9)
+    half = 0.5 if window_s is None else frame_rate * window_s / 2  # centre offset, in frames
+    start = max(0, math.ceil(frame_rate * onset - half - 1e-9))
+    end = math.ceil(frame_rate * offset - half - 1e-9)
     if num_frames is not None:
         end = min(end, num_frames)
     return start, max(start, end)
@@ -128,12 +136,14 @@ def abx_items(
     num_frames: Sequence[int] | None = None,
     span: str = "triphone",
     exclude: frozenset[str] | set[str] = DEFAULT_EXCLUDE,
+    window_s: float | None = None,
 ) -> list[AbxItem]:
     """Triphone items of every utterance (``utt`` = its index in ``phone_tiers``).
 
     The first and last phone of an utterance have no context and give no item; a triphone with
     any of its three phones in ``exclude`` (silences, unknowns) is skipped, as are spans with no
-    frame. ``num_frames`` (per utterance) clips spans to the features' length.
+    frame. ``num_frames`` (per utterance) clips spans to the features' length. ``window_s``: the
+    frames' analysis window (see :func:`span_frames`; 0.025 for the 50 Hz encoders here).
     """
     if span not in ("triphone", "phone"):
         raise ValueError(f"span must be 'triphone' or 'phone', got {span!r}")
@@ -150,7 +160,7 @@ def abx_items(
             if prev.label in exclude or cur.label in exclude or nxt.label in exclude:
                 continue
             on, off = (prev.start, nxt.end) if span == "triphone" else (cur.start, cur.end)
-            start, end = span_frames(on, off, frame_rate, n)
+            start, end = span_frames(on, off, frame_rate, n, window_s)
             if end > start:
                 items.append(AbxItem(u, start, end, cur.label, prev.label, nxt.label, str(speakers[u])))
     return items

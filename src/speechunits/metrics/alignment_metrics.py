@@ -168,14 +168,19 @@ def frame_label_pairs(
     tier: str = "phones",
     frame_rate: float = 50.0,
     unknown: str = UNKNOWN,
+    window_s: float | None = None,
 ) -> list[tuple[np.ndarray, list[str]]]:
-    """``(frame codes, frame labels)`` pairs from units and alignments (labels by frame centre)."""
+    """``(frame codes, frame labels)`` pairs from units and alignments (labels by frame centre).
+
+    ``window_s`` is the frames' analysis window (0.025 for the 50 Hz encoders here), so that each
+    frame is labelled at its true centre (see :func:`speechunits.data.alignment.frame_labels`).
+    """
     if len(units) != len(alignments):
         raise ValueError(f"{len(units)} unit sequences but {len(alignments)} alignments")
     out = []
     for i, (u, al) in enumerate(zip(units, alignments)):
         c = _frame_codes(u, f"utterance {i}")
-        out.append((c, frame_labels(al.tier(tier), len(c), frame_rate, unknown=unknown)))
+        out.append((c, frame_labels(al.tier(tier), len(c), frame_rate, unknown=unknown, window_s=window_s)))
     return out
 
 
