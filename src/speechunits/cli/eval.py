@@ -1,0 +1,135 @@
+"""``speechunits eval`` (every token-quality proxy of one tokenizer, one report) and
+``speechunits compare`` (several evaluations in one table, with proxy/score correlations)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from speechunits.cli._common import add_device
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from speechunits.evaluation.defaults import DEFAULT_DISTORTIONS, SECTIONS  # light: keeps --help fast
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a tokenizer: codebook, PNMI/CNMI, ABX, n-gram, robustness, speed -> one report",
+        description="Tokenizes each --data once and writes OUT/metrics.json, OUT/report.md and a "
+        "self-contained OUT/report.html: codebook use, entropy and bitrates (frames, de-duplicated, BPE), "
+        "PNMI/CNMI/purity and P(phone|code) (with alignments), ABX within/across speakers on units and "
+        "features, 4-gram perplexity, unit edit distance under seeded distortions, latency and RTF offline "
+        "and streaming. Several --data are evaluated side by side (domain transfer). Metrics whose inputs "
+        "are missing are skipped with the reason. Definitions: docs/evaluation.md.",
+    )
+    p.add_argument("--tokenizer", default="default", help="tokenizer directory (default: the bundled one)")
+    p.add_argument("--data", action="append", required=True,
+                   help="manifest (.jsonl/.tsv) or folder; repeat for several datasets")
+    p.add_argument("--out", default="eval", help="output directory (default: ./eval)")
+    p.add_argument("--name", default=None, help="name of this tokenizer in reports (default: its directory name)")
+    p.add_argument("--alignments", choices=("auto", "none"), default="auto",
+                   help="use the alignments the manifest names (auto) or ignore them")
+    p.add_argument("--max-utterances", type=int, default=None, help="seeded random subset per dataset")
+    p.add_argument("--seed", type=int, default=0, help="seed of every subset, split, sample and distortion")
+    p.add_argument("--train-units", default=None,
+                   help="unit file of this tokenizer (.jsonl/.parquet/.km) to train the n-gram LM on")
+    p.add_argument("--train-data", default=None, help="audio manifest/folder to tokenize and train the n-gram LM on "
+                   "(default: 80/20 split of each dataset by utterance)")
+    p.add_argument("--distortions", nargs="*", default=list(DEFAULT_DISTORTIONS),
+                   help=f"robustness distortions (default: {' '.join(DEFAULT_DISTORTIONS)}); also identity, "
+                   "pink_XdB, white_XdB, babble_XdB, reverb_Xs, pitch_[+-]Xst, stretch_X, speaker")
+    p.add_argument("--robustness-seconds", type=float, default=600.0,
+                   help="audio per dataset the distortions run on (seeded subset; default 600, 0 = all)")
+    p.add_argument("--speed-seconds", type=float, default=300.0, help="audio timed offline (default 300, 0 = all)")
+    p.add_argument("--stream-seconds", type=float, default=60.0, help="audio streamed (default 60, 0 = all)")
+    p.add_argument("--chunk", type=float, default=1.0, help="streaming T_chunk in seconds (1.0)")
+    p.add_argument("--shift", type=float, default=0.4, help="streaming T_shift in seconds (0.4)")
+    p.add_argument("--max-cells-per-pair", type=int, default=50,
+                   help="ABX cells per ordered phone pair (default 50, 0 = all)")
+    p.add_argument("--no-abx-features", action="store_true", help="ABX on units only (no continuous features)")
+    p.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections to leave out")
+    p.add_argument("--no-plots", action="store_true", help="no plots (faster; the reports then have tables only)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true")
+    add_device(p)
+    p.set_defaults(func=run_eval)
+
+    c = sub.add_parser(
+        "compare",
+        help="put several `speechunits eval` outputs in one table, with proxy/score correlations",
+        description="Reads DIR/metrics.json of each evaluation and writes OUT/compare.{json,md,html} with "
+        "the headline proxies side by side and a bar plot per proxy. With --scores (JSON "
+        "{tokenizer_name: {score_name: value}}) it adds the Pearson correlation matrix of proxies and "
+        "scores across tokenizers (lower-is-better metrics negated, as in DC-Spin) as a table and heat map.",
+    )
+    c.add_argument("evals", nargs="+", metavar="DIR", help="evaluation directories")
+    c.add_argument("--out", required=True, help="output directory")
+    c.add_argument("--scores", default=None, help="downstream scores JSON")
+    c.add_argument("--dataset", default=None, help="compare on this dataset only (its name in the reports)")
+    c.add_argument("--lower-is-better", nargs="*", default=[], help="score names where lower is better")
+    c.add_argument("--higher-is-better", nargs="*", default=[],
+                   help="score names where higher is better despite a name like 'wer' or 'error'")
+    c.set_defaults(func=run_compare)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from speechunits.evaluation import AbxSettings, EvalConfig, evaluate_and_report
+    from speechunits.tokenizer import Tokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        tok = Tokenizer.from_pretrained(args.tokenizer, device=args.device)
+    except (ValueError, OSError) as e:
+        print(f"speechunits eval: error: {e}", file=sys.stderr)
+        return 2
+    cfg = EvalConfig(
+        seed=args.seed, max_utterances=args.max_utterances, alignments=args.alignments,
+        distortions=args.distortions, robustness_seconds=args.robustness_seconds or None,
+        speed_seconds=args.speed_seconds or None, stream_seconds=args.stream_seconds or None,
+        chunk_s=args.chunk, shift_s=args.shift, train_units=args.train_units, train_data=args.train_data,
+        abx=AbxSettings(max_cells_per_pair=args.max_cells_per_pair or None),
+        abx_features=not args.no_abx_features, skip=args.skip, plots=not args.no_plots,
+        progress=not args.no_progress,
+    )
+    name = args.name or (Path(args.tokenizer).name if args.tokenizer != "default" else "default")
+    try:
+        m = evaluate_and_report(tok, args.data, args.out, cfg, name=name, tokenizer_path=str(args.tokenizer))
+    except (ValueError, FileNotFoundError) as e:  # bad manifest, unit file or option: one line, no traceback
+        if args.verbose:
+            raise
+        print(f"speechunits eval: error: {e}", file=sys.stderr)
+        return 2
+    for row in m["summary"]:
+        shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
+        print(f"{row['dataset']} layer {row['layer']}: {json.dumps(shown)}")
+    print(f"wrote {Path(args.out) / 'metrics.json'}, report.md, report.html")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from speechunits.evaluation.compare import compare
+
+    scores = None
+    if args.scores:
+        try:
+            scores = json.loads(Path(args.scores).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise SystemExit(f"speechunits: error: {args.scores}: {e}") from None
+        if not isinstance(scores, dict) or not all(isinstance(v, dict) for v in scores.values()):
+            raise SystemExit(f"speechunits: error: {args.scores}: expected {{tokenizer: {{score: value}}}}")
+    try:
+        res = compare(args.evals, args.out, scores=scores, dataset=args.dataset,
+                      lower_is_better=args.lower_is_better, higher_is_better=args.higher_is_better)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"speechunits compare: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(res['rows'])} rows: {', '.join(r['label'] for r in res['rows'])}")
+    if res.get("unmatched_scores"):
+        print(f"scores for unknown tokenizers (ignored): {', '.join(res['unmatched_scores'])}")
+    print(f"wrote {Path(args.out) / 'compare.md'}, compare.html, compare.json")
+    return 0
