@@ -39,7 +39,6 @@ once it is in the local cache; here a tiny random HuBERT with the real 50 Hz CNN
 from __future__ import annotations
 
 import os
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,13 @@ from typing import Sequence
 
 import torch
 
-from speechunits.encoders.base import Encoder, Wave, as_wave, conv_num_frames, receptive_field
+from speechunits.encoders.base import (
+    Encoder,
+    Wave,
+    as_wave,
+    conv_num_frames,
+    receptive_field,
+)
 from speechunits.encoders.hub import (
     EncoderNotFoundError,
     file_sha256,
@@ -56,15 +61,12 @@ from speechunits.encoders.hub import (
     snapshot_dir,
     state_dict_sha256,
 )
+from speechunits.encoders.layers import run_to_layers
 from speechunits.encoders.windows import plan_windows
 
 SUPPORTED_TYPES = ("hubert", "wav2vec2", "wavlm", "data2vec-audio")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 __all__ = ["EncoderNotFoundError", "HFEncoder", "SUPPORTED_TYPES"]
-
-
-class _Stop(Exception):
-    """Raised from a hook once the highest requested layer is captured: ends the forward early."""
 
 
 @dataclass(frozen=True)
@@ -326,42 +328,7 @@ class HFEncoder(Encoder):
         mask = None
         if min(lengths) != max(lengths):
             mask = (torch.arange(x.shape[1])[None, :] < torch.tensor(lengths)[:, None]).long().to(self.device)
-        got: dict[int, torch.Tensor] = {}
-        blocks = self.model.encoder.layers
-        top = max(layers)
-        handles = []
-
-        def grab_input(module, args, kwargs):
-            got[0] = args[0] if args else kwargs["hidden_states"]
-
-        def grab_output(i):
-            def hook(module, args, output):
-                got[i] = output[0] if isinstance(output, tuple) else output
-
-            return hook
-
-        def stop(module, args, kwargs):
-            raise _Stop
-
-        try:
-            if 0 in layers:
-                handles.append(blocks[0].register_forward_pre_hook(grab_input, with_kwargs=True))
-            for i in layers:
-                if i > 0:
-                    handles.append(blocks[i - 1].register_forward_hook(grab_output(i)))
-            if top < len(blocks):  # skip every layer above the highest one requested
-                handles.append(blocks[top].register_forward_pre_hook(stop, with_kwargs=True))
-            try:
-                with warnings.catch_warnings():
-                    # WavLM's own attention mixes a bool padding mask with a float bias: harmless.
-                    warnings.filterwarnings("ignore", message=".*mismatched key_padding_mask.*")
-                    self.model(x.to(self.device), attention_mask=mask)
-            except _Stop:
-                pass
-        finally:
-            for h in handles:
-                h.remove()
-        return got
+        return run_to_layers(self.model, layers, input_values=x.to(self.device), attention_mask=mask)
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -28,11 +28,12 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import torch
 from torch import nn
+
+from speechunits.encoders.layers import run_to_layers
 
 
 def _top_layers(model: nn.Module, trainable_layers: int) -> list[nn.Module]:
@@ -102,42 +103,8 @@ def layer_outputs(
     one are skipped.
     """
     idx = sorted({resolve_layer(model, layer) for layer in layers})
-    blocks = model.encoder.layers
-    got: dict[int, torch.Tensor] = {}
-    handles = []
-
-    class _Stop(Exception):
-        pass
-
-    def grab_input(module, args, kwargs):
-        got[0] = args[0] if args else kwargs["hidden_states"]
-
-    def grab_output(i):
-        def hook(module, args, output):
-            got[i] = output[0] if isinstance(output, tuple) else output
-        return hook
-
-    def stop(module, args, kwargs):
-        raise _Stop
-
-    try:
-        if 0 in idx:
-            handles.append(blocks[0].register_forward_pre_hook(grab_input, with_kwargs=True))
-        for i in idx:
-            if i > 0:
-                handles.append(blocks[i - 1].register_forward_hook(grab_output(i)))
-        if idx[-1] < len(blocks):
-            handles.append(blocks[idx[-1]].register_forward_pre_hook(stop, with_kwargs=True))
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*mismatched key_padding_mask.*")
-                model(x, attention_mask=attention_mask, mask_time_indices=mask_time_indices)
-        except _Stop:
-            pass
-    finally:
-        for h in handles:
-            h.remove()
-    return got
+    return run_to_layers(model, idx, input_values=x, attention_mask=attention_mask,
+                         mask_time_indices=mask_time_indices)
 
 
 def frame_valid_mask(lengths: Sequence[int], max_frames: int) -> torch.Tensor:
