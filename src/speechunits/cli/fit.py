@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dedup", action="store_true", help="tokenizer de-duplicates units by default")
     p.add_argument("--allow-download", action="store_true", help="let a Hugging Face name be downloaded")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true")
     add_device(p)
     p.set_defaults(func=run)
@@ -50,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from speechunits.encoders import load_encoder
     from speechunits.fit import fit_tokenizers
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     kwargs = {"allow_download": True} if args.allow_download else {}
     encoder = load_encoder(args.encoder, device=args.device, **kwargs)
     utts = gather_inputs(args.data)

@@ -58,6 +58,12 @@ class AbxSettings:
         return asdict(self)
 
 
+# Below these, an error rate is noise (librivox-aligned alone gave 1 pair, 2 triplets): it is
+# reported as skipped, with its counts, rather than as a number beside real ones.
+MIN_PHONE_PAIRS = 2
+MIN_TRIPLETS = 10
+
+
 def abx_section(
     ids: Sequence[np.ndarray],
     features: Sequence[np.ndarray] | None,
@@ -122,6 +128,11 @@ def abx_section(
             if r.num_cells == 0:
                 res[mode] = skipped(f"no ABX cell among {len(items)} items: too few repeated triphone "
                                     f"contexts{' across speakers' if mode == 'across' else ''}")
+                continue
+            if r.num_phone_pairs < MIN_PHONE_PAIRS or r.num_triplets < MIN_TRIPLETS:
+                res[mode] = skipped(f"only {r.num_phone_pairs} phone pair(s), {r.num_cells} cell(s), "
+                                    f"{r.num_triplets} triplet(s): too little data for an ABX score (needs "
+                                    f">= {MIN_PHONE_PAIRS} phone pairs and >= {MIN_TRIPLETS} triplets)")
                 continue
             d = r.to_dict()
             d.pop("pair_errors")  # one number per phone pair: too long for the report

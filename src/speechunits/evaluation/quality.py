@@ -64,6 +64,20 @@ def codebook_section(
     return out, counts
 
 
+def nmi_chance(pairs: Sequence[tuple[np.ndarray, list[str]]], seed: int) -> float:
+    """NMI with the codes randomly permuted over the labelled frames: what codes unrelated to
+    the labels score with the same code and label counts.
+
+    The plug-in NMI is biased upwards when codes are many for the frames (k = 2000 on a few
+    thousand frames), so a score means something only by its distance above this level.
+    """
+    codes = np.concatenate([np.asarray(c)[: len(lab)] for c, lab in pairs])
+    labels = np.array([x for _, lab in pairs for x in lab], dtype=object)
+    keep = labels != UNKNOWN
+    shuffled = np.random.default_rng(seed).permutation(codes[keep])
+    return float(label_code_stats([(shuffled, list(labels[keep]))], unknown=UNKNOWN, max_frame_diff=0).to_dict()["nmi"])
+
+
 def alignment_section(
     ids: Sequence[np.ndarray],
     alignments: Sequence[Alignment | None],
@@ -88,6 +102,7 @@ def alignment_section(
             continue
         stats = label_code_stats(lab, unknown=UNKNOWN, max_frame_diff=0)
         out[key] = stats.to_dict()
+        out[key]["nmi_chance"] = nmi_chance(lab, seed=stable_seed(0, f"{key}-chance"))
         if key == "pnmi":
             phone_stats = stats
     return out, phone_stats

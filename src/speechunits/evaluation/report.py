@@ -32,7 +32,7 @@ CODEBOOK_COLS = [("num_tokens", "tokens"), ("token_rate_hz", "rate (Hz)"), ("use
                  ("share_tokens_95", "share for 95%"), ("top20_coverage", "top-20% coverage"),
                  ("entropy_bits", "entropy (bits)"), ("entropy_bitrate", "entropy bitrate (bit/s)"),
                  ("nominal_bitrate", "nominal bitrate (bit/s)")]
-NMI_COLS = [("nmi", "NMI"), ("h_label_bits", "H(label) bits"), ("h_label_given_code_bits", "H(label|code) bits"),
+NMI_COLS = [("nmi", "NMI"), ("nmi_chance", "NMI, codes permuted"), ("h_label_bits", "H(label) bits"), ("h_label_given_code_bits", "H(label|code) bits"),
             ("label_purity", "label purity"), ("cluster_purity", "cluster purity"), ("num_frames", "frames"),
             ("num_labels", "labels"), ("num_codes_used", "codes used")]
 

@@ -41,12 +41,13 @@ Example:
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from speechunits.audio import AudioError
+from speechunits.audio import AudioError, AudioWarning
 from speechunits.audio.perturb import build_perturbation, random_speaker_perturbation
 from speechunits.metrics import corpus_ued
 
@@ -91,7 +92,11 @@ class Distortion:
         if p is None:
             return wave
         is_babble = self.kind == "noise" and self.params["kind"] == "babble"
-        return p.apply(wave, SAMPLE_RATE, sources=list(sources) if is_babble else None)
+        with warnings.catch_warnings():
+            # A distortion may push peaks above 1.0; it is not clipped, and the tokenizer takes
+            # the float samples as they are, so the per-utterance warning is only noise here.
+            warnings.simplefilter("ignore", AudioWarning)
+            return p.apply(wave, SAMPLE_RATE, sources=list(sources) if is_babble else None)
 
     def describe(self) -> dict[str, Any]:
         """What the report records: the perturbation with its complete parameters (seed 0 shown;
