@@ -84,7 +84,7 @@ def test_multilayer_round_trip_and_errors(tmp_path):
     rng = np.random.default_rng(1)
     feats = rng.standard_normal((400, 5, 4)).astype(np.float32)  # [frames, 5 layers, dim]
     ml = MultiLayerKMeans.fit_layers(feats, layers=[4, 1], k={1: 3, 4: 6}, seed=0, max_iter=5)
-    assert ml.layers == [1, 4]
+    assert ml.layers == [1, 4] and ml.ks == [3, 6]
     units = ml.assign(feats, input_layers=range(5))
     assert units.shape == (400, 2) and units.dtype == torch.int64
     assert torch.equal(units[:, 0], ml.quantizers[1].assign(feats[:, 1]))

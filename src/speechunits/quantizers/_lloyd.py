@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -21,12 +22,13 @@ import torch
 log = logging.getLogger("speechunits.quantizers.kmeans")
 
 CHUNK = 2048
-# Relative error bound of the expanded squared distance in float32, generous by a factor ~10:
-# the dot product over D terms loses ~sqrt(D) ulps; gaps below this are re-checked in float64.
+# Relative error bound of the expanded squared distance in float32 (relative to ||x||^2 + ||c||^2),
+# generous by ~10x: the D-term dot product loses ~sqrt(D) ulps. nearest() re-checks gaps below it
+# in float64; the pruning bounds of lloyd() are widened by it so they stay rigorous.
 _F32_REL_ERR = 1e-5
 
 
-def sq_norms(x: torch.Tensor, chunk: int = 16 * CHUNK) -> torch.Tensor:
+def sq_norms(x: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
     """Row-wise squared norms, chunked so no ``[N, D]`` temporary is made."""
     out = torch.empty(x.shape[0], dtype=torch.float32, device=x.device)
     for s in range(0, x.shape[0], chunk):
@@ -99,7 +101,6 @@ def kmeans_plusplus(
     first = int(torch.randint(m, (1,), generator=gen))
     centers[0] = x[first]
     closest = (x_sq + x_sq[first] - 2.0 * (x @ x[first])).clamp_min_(0.0)
-    n_dup = 0
     for i in range(1, k):
         cum = torch.cumsum(closest, 0, dtype=torch.float64)
         total = cum[-1]
@@ -117,21 +118,27 @@ def kmeans_plusplus(
         best = int(pots.argmin())
         closest = d[:, best].contiguous()
         centers[i] = pts[best]
-    return centers, n_dup
+    return centers, 0
 
 
-def cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int, chunk: int = CHUNK) -> torch.Tensor:
-    """Per-cluster sum of rows, deterministic on every device."""
+def cluster_sums(
+    x: torch.Tensor, labels: torch.Tensor, k: int, chunk: int = CHUNK, *, onehot: bool | None = None
+) -> torch.Tensor:
+    """Per-cluster sum of rows, deterministic on every device.
+
+    ``onehot`` (default: on non-CPU devices) sums by a one-hot matmul per chunk instead of
+    ``index_add_``, whose CUDA kernel adds with atomics in a run-dependent order.
+    """
     dev = labels.device
     sums = torch.zeros(k, x.shape[1], dtype=torch.float32, device=dev)
-    if dev.type == "cpu":
+    if not (dev.type != "cpu" if onehot is None else onehot):
         sums.index_add_(0, labels, x if x.dtype == torch.float32 else x.float())
         return sums
     for s in range(0, x.shape[0], chunk):
         lab = labels[s : s + chunk]
-        onehot = torch.zeros(k, lab.shape[0], dtype=torch.float32, device=dev)
-        onehot.scatter_(0, lab[None, :], 1.0)
-        sums.addmm_(onehot, x[s : s + chunk].to(dev, torch.float32))
+        hot = torch.zeros(k, lab.shape[0], dtype=torch.float32, device=dev)
+        hot.scatter_(0, lab[None, :], 1.0)
+        sums.addmm_(hot, x[s : s + chunk].to(dev, torch.float32))
     return sums
 
 
@@ -146,8 +153,10 @@ class LloydResult:
 
 
 def n_groups(k: int) -> int:
-    """Centroid groups for the pruning bounds: more groups prune more but cost 4 bytes/frame each."""
-    return max(1, min(64, k // 8))
+    """Centroid groups for the pruning bounds (Yinyang's t ~ k/10, at most 64: 4 bytes/frame each),
+    chosen to pad ``k`` up to a multiple of the group count as little as possible."""
+    target = max(1, min(64, k // 8))
+    return min(range(max(1, target // 2), target + 1), key=lambda g: (-(-k // g) * g - k, -g))
 
 
 def _pad_groups(v: torch.Tensor, groups: int, fill: float) -> torch.Tensor:
@@ -159,26 +168,64 @@ def _pad_groups(v: torch.Tensor, groups: int, fill: float) -> torch.Tensor:
     return v.reshape(*v.shape[:-1], groups, size)
 
 
-def _full_rows(x, c, c_sq, rows, groups, chunk, labels, upper, lower):
-    """Exact nearest centroid for ``rows`` (all if None) plus per-group lower bounds.
+def _full_rows(x, x_sq, c_pad, c_sq_pad, rows, groups, chunk, labels, upper, lower) -> None:
+    """Nearest centroid for ``rows`` (all if None), an upper bound on the distance to it and
+    per-group lower bounds on the distance to the others (both widened by the float32 error).
 
-    ``upper`` gets the direct-difference distance to the new centroid; ``lower[:, g]`` the
-    distance to the nearest other centroid of group ``g``, shrunk by the float32 error bound.
+    ``c_pad`` / ``c_sq_pad`` are the centroids padded to ``groups * size`` rows (norm +inf), so the
+    distance block reshapes to ``[rows, groups, size]`` without a copy; one ``amin`` over it gives
+    every group's nearest distance, and only the winning group is searched again for its runner-up.
     """
-    c_sq_max = float(c_sq.max())
+    c_sq_max = float(c_sq_pad[torch.isfinite(c_sq_pad)].max())
+    size = c_pad.shape[0] // groups
     n = x.shape[0] if rows is None else rows.shape[0]
     for s in range(0, n, chunk):
         idx = slice(s, s + chunk) if rows is None else rows[s : s + chunk]
-        xb = x[idx]
-        x_sq = (xb * xb).sum(1)
-        d = torch.addmm(c_sq, xb, c.T, alpha=-2.0)
+        xb, xb_sq = x[idx], x_sq[idx]
+        err = _F32_REL_ERR * (xb_sq + c_sq_max)
+        d = torch.addmm(c_sq_pad, xb, c_pad.T, alpha=-2.0)
         best, lab = d.min(1)
         labels[idx] = lab
-        upper[idx] = (xb - c[lab]).pow_(2).sum(1).sqrt_()
-        d.scatter_(1, lab[:, None], math.inf)
-        g = _pad_groups(d, groups, math.inf).amin(2)
-        err = _F32_REL_ERR * (x_sq + c_sq_max)
-        lower[idx] = (g + (x_sq - err)[:, None]).clamp_min_(0.0).sqrt_()
+        upper[idx] = (best + xb_sq + err).clamp_min_(0.0).sqrt_()
+        d = d.view(-1, groups, size)
+        gmin = d.amin(2)  # [b, groups]; values only: much cheaper than min() with indices
+        g, pos = lab // size, (lab % size)[:, None]
+        rows_b = torch.arange(d.shape[0], device=d.device)
+        own = d[rows_b, g]  # [b, size]: the winning group, searched again for its runner-up
+        own.scatter_(1, pos, math.inf)
+        gmin[rows_b, g] = own.amin(1)
+        lower[idx] = (gmin + (xb_sq - err)[:, None]).clamp_min_(0.0).sqrt_()
+
+
+def _tighten(x, x_sq, c, c_sq, labels, upper, rows, chunk) -> None:
+    """Upper bound := distance of ``rows`` to their own centroid (+ the float32 error margin)."""
+    c_sq_max = float(c_sq.max())
+    for s in range(0, rows.shape[0], chunk):
+        idx = rows[s : s + chunk]
+        lab, xb_sq = labels[idx], x_sq[idx]
+        dot = (x[idx] * c[lab]).sum(1)
+        err = _F32_REL_ERR * (xb_sq + c_sq_max)
+        upper[idx] = (xb_sq - 2.0 * dot + c_sq[lab] + err).clamp_min_(0.0).sqrt_()
+
+
+def _exact_sq_dist(x, c, labels, chunk) -> torch.Tensor:
+    """Squared distance of every row to its own centroid by direct difference (no cancellation)."""
+    out = torch.empty(x.shape[0], dtype=torch.float32, device=c.device)
+    for s in range(0, x.shape[0], chunk):
+        out[s : s + chunk] = (x[s : s + chunk] - c[labels[s : s + chunk]]).pow_(2).sum(1)
+    return out
+
+
+def _inertia(x_sq_total: float, c: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> float:
+    """Sum over frames of ||x - c_label||^2 from per-cluster sums: ``sum ||x||^2 - 2 c.S + n ||c||^2``.
+
+    Costs O(k * dim) instead of a pass over the frames; float64 keeps the cancellation harmless
+    (relative error ~1e-6 from the float32 sums).
+    """
+    c64 = c.double()
+    cross = float((c64 * sums.double()).sum())
+    own = float((counts.double() * (c64 * c64).sum(1)).sum())
+    return max(0.0, x_sq_total - 2.0 * cross + own)
 
 
 def _half_gaps(c: torch.Tensor, c_sq: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -220,11 +267,15 @@ def lloyd(
     n = x.shape[0]
     k = centroids.shape[0]
     groups = n_groups(k)
+    size = -(-k // groups)
     dev = centroids.device
     c = centroids.clone()
     labels = torch.empty(n, dtype=torch.long, device=dev)
     upper = torch.empty(n, dtype=torch.float32, device=dev)
     lower = torch.empty(n, groups, dtype=torch.float32, device=dev)
+    t0 = time.perf_counter()
+    x_sq = sq_norms(x)
+    x_sq_total = float(x_sq.sum(dtype=torch.float64))
     prev = math.inf
     history: list[dict] = []
     reseeded = 0
@@ -232,42 +283,43 @@ def lloyd(
     while True:
         it += 1
         c_sq = sq_norms(c)
+        pad = size * groups - k
+        c_pad = torch.cat([c, c.new_zeros(pad, c.shape[1])]) if pad else c
+        c_sq_pad = torch.cat([c_sq, c_sq.new_full((pad,), math.inf)]) if pad else c_sq
         if it == 1 or not prune:
-            _full_rows(x, c, c_sq, None, groups, chunk, labels, upper, lower)
+            _full_rows(x, x_sq, c_pad, c_sq_pad, None, groups, chunk, labels, upper, lower)
             redone = n
         else:
-            _exact_upper(x, c, labels, upper, chunk)  # tight bounds also give the exact inertia
             thresh = torch.maximum(lower.amin(1), _half_gaps(c, c_sq, chunk)[labels])
             rows = (upper > thresh).nonzero().squeeze(1)
+            _tighten(x, x_sq, c, c_sq, labels, upper, rows, chunk)  # drifted bound: try the true distance
+            rows = rows[upper[rows] > thresh[rows]]
             redone = len(rows)
-            if redone:
-                _full_rows(x, c, c_sq, rows, groups, chunk, labels, upper, lower)
-        inertia = float(upper.double().pow(2).sum())
+            # past ~70% of the frames, gathering them costs more than recomputing the rest
+            _full_rows(x, x_sq, c_pad, c_sq_pad, rows if redone < 0.7 * n else None, groups, chunk,
+                       labels, upper, lower)
         counts = torch.bincount(labels, minlength=k)
+        sums = cluster_sums(x, labels, k, chunk)
+        inertia = _inertia(x_sq_total, c, sums, counts)
         empty = int((counts == 0).sum())
         used = (k - empty) / k
         history.append({"iter": it, "inertia": inertia, "utilization": used, "empty": empty,
-                        "recomputed": redone / n})
+                        "recomputed": redone / n, "seconds": time.perf_counter() - t0})
         log.debug("%s iter %d inertia/frame %.4f utilization %.4f recomputed %.3f", tag, it, inertia / n, used,
                   redone / n)
         if it >= max_iter or (prev - inertia) <= tol * inertia and empty == 0:
-            return LloydResult(c, inertia, counts, it, reseeded, history)
+            exact = float(_exact_sq_dist(x, c, labels, chunk).sum(dtype=torch.float64))
+            return LloydResult(c, exact, counts, it, reseeded, history)
         prev = inertia
-        sums = cluster_sums(x, labels, k, chunk)
         new = sums / counts.clamp_min(1).to(sums.dtype)[:, None]
-        if empty:
-            reseeded += _reseed_empty(x, new, counts, upper.pow(2), tag)
+        if empty:  # exact distances to find the farthest frames
+            reseeded += _reseed_empty(x, new, counts, _exact_sq_dist(x, c, labels, chunk), tag)
             prev = math.inf  # re-seeding can raise inertia for a step; do not stop on it
         drift = (new - c).pow_(2).sum(1).sqrt_()
+        upper.add_(drift[labels])
         lower.sub_(_pad_groups(drift, groups, 0.0).amax(1)[None, :])
         c = new
 
-
-def _exact_upper(x: torch.Tensor, c: torch.Tensor, labels: torch.Tensor, upper: torch.Tensor, chunk: int) -> None:
-    """Distance of every row to its assigned centroid, by direct difference (no cancellation)."""
-    for s in range(0, x.shape[0], 4 * chunk):
-        xb = x[s : s + 4 * chunk]
-        upper[s : s + 4 * chunk] = (xb - c[labels[s : s + 4 * chunk]]).pow_(2).sum(1).sqrt_()
 
 def _reseed_empty(
     x: torch.Tensor, c: torch.Tensor, counts: torch.Tensor, dist: torch.Tensor, tag: str

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Mapping, Sequence
 
-
 from .kmeans import KMeans
 from .multilayer import select_layers
 from .sampling import FrameSample, FrameSampler
