@@ -38,6 +38,7 @@ import torch
 
 # overhead(dims) -> (fixed bytes, extra bytes per sampled frame) beyond the float32 rows
 Overhead = Callable[[Sequence[int]], tuple[int, int]]
+_GROW_FROM = 1 << 14  # initial buffer rows; buffers double up to the capacity as frames arrive
 
 
 @dataclass
@@ -118,9 +119,8 @@ class FrameSampler:
         self.rng = np.random.default_rng(seed)
         self.capacity: int | None = None
         self.dims: list[int] | None = None
-        self.res: list[np.ndarray] = []  # reservoirs (bounded) or lists of chunks (unbounded)
-        self.chunks: list[list[np.ndarray]] = []
-        self.filled = 0  # rows in the reservoir
+        self.res: list[np.ndarray] = []  # one growable float32 buffer per view
+        self.filled = 0  # rows in the buffers
         self.kept = 0  # frames that passed the thinning (the reservoir's "stream")
         self.seen = 0
 
@@ -137,10 +137,18 @@ class FrameSampler:
                     f"{fixed} bytes, {per_frame} bytes per frame)")
             cap = by_bytes if cap is None else min(cap, by_bytes)
         self.capacity = cap
-        if cap is None:
-            self.chunks = [[] for _ in views]
-        else:
-            self.res = [np.empty((cap, d), dtype=np.float32) for d in self.dims]
+        start = _GROW_FROM if cap is None else min(cap, _GROW_FROM)
+        self.res = [np.empty((start, d), dtype=np.float32) for d in self.dims]
+
+    def _reserve(self, rows: int) -> None:
+        """Grow the buffers to hold ``rows`` (doubling, never past the capacity). ``ndarray.resize``
+        reallocates in place (mremap for large blocks), so growing never holds two copies."""
+        have = self.res[0].shape[0]
+        if rows <= have:
+            return
+        new = max(rows, 2 * have) if self.capacity is None else min(self.capacity, max(rows, 2 * have))
+        for r in self.res:
+            r.resize((new, r.shape[1]), refcheck=False)
 
     def add(self, item) -> None:
         """Offer one item (``[frames, dim]``, ``[frames, L, dim]`` or a list of per-view arrays)."""
@@ -156,13 +164,10 @@ class FrameSampler:
         if n == 0:
             return
         rows = np.arange(n) if self.rate is None else np.flatnonzero(self.rng.random(n) < self.rate)
-        if self.capacity is None:
-            for lst, v in zip(self.chunks, views):
-                lst.append(np.asarray(v[rows], dtype=np.float32))
-            self.kept += len(rows)
-            return
-        fill = min(len(rows), self.capacity - self.filled)
+        room = len(rows) if self.capacity is None else self.capacity - self.filled
+        fill = min(len(rows), room)
         if fill:
+            self._reserve(self.filled + fill)
             head = slice(0, fill) if self.rate is None else rows[:fill]  # a slice avoids a copy
             for r, v in zip(self.res, views):
                 r[self.filled : self.filled + fill] = v[head]
@@ -185,11 +190,9 @@ class FrameSampler:
         """The sample, rows shuffled in place (so every prefix is a uniform sample)."""
         if self.dims is None:
             raise ValueError("the feature stream was empty: no frames to sample")
-        if self.capacity is None:
-            arrays = [np.concatenate(c) if c else np.empty((0, d), np.float32) for c, d in zip(self.chunks, self.dims)]
-            self.chunks = []
-        else:
-            arrays = [r[: self.filled] for r in self.res]
+        arrays, self.res = self.res, []
+        for a in arrays:  # give back the unused tail (in place)
+            a.resize((self.filled, a.shape[1]), refcheck=False)
         order_seed = int(self.rng.integers(2**63))
         for a in arrays:  # same seed -> same permutation for every view; shuffle is in place
             np.random.default_rng(order_seed).shuffle(a)
