@@ -170,6 +170,10 @@ def _budget_child(path: str, dim: int, k: int, seed: int, budget: int, chunk_fra
     warm = np.random.default_rng(0).standard_normal((max(4096, 2 * k), dim)).astype(np.float32)
     KMeans(k, seed=0, init="random", max_iter=2).fit(warm)
     del warm
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS (Linux)
+    except OSError:
+        pass
     rss0 = _proc_status_kib("VmRSS")
 
     def stream():

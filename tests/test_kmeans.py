@@ -37,7 +37,12 @@ def test_known_answer_recovers_blob_centres():
     assert km.assign(x).bincount().tolist() == [100] * 8
 
 
-def test_assign_equals_float64_brute_force():
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "addmm"])
+def test_assign_equals_float64_brute_force(monkeypatch, onednn):
+    from speechunits.quantizers import _lloyd
+
+    if not onednn:
+        monkeypatch.setattr(_lloyd, "_ONEDNN", False)  # the portable addmm path
     rng = np.random.default_rng(1)
     x = rng.standard_normal((5000, 37)).astype(np.float32)
     c = rng.standard_normal((53, 37)).astype(np.float32)

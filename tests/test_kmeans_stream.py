@@ -52,7 +52,7 @@ def test_percent_thins_and_small_streams_are_kept_whole():
 
 def test_fit_on_float16_stream_twice_the_budget_stays_within_it(tmp_path):
     rng = np.random.default_rng(0)
-    dim, k, total = 64, 16, 60_000
+    dim, k, total = 64, 16, 100_000
     mm = np.lib.format.open_memmap(tmp_path / "feats.npy", mode="w+", dtype=np.float16, shape=(total, dim))
     centres = rng.normal(0, 4, (k, dim))
     mm[:] = centres[rng.integers(0, k, total)] + rng.normal(0, 0.5, (total, dim))

@@ -15,15 +15,19 @@ the same inertia within 0.1% after 10 iterations at k = 500); Lloyd with triangl
 pruning (``_lloyd.lloyd``) until an iteration gains less than ``tol = 2e-4`` of the inertia
 (past that, the next 50 iterations buy ~0.3% for twice the time), at most ``max_iter = 100``.
 
-Measured on these machines (log-mel context stacks of LibriSpeech, 200k x 768, one thread, on a
-loaded 2-core AMD EPYC; ``benchmarks/bench_kmeans.py``): fairseq's HuBERT recipe (sklearn
-``MiniBatchKMeans``, n_init = 20) took 1357 s for k = 500 and reached 2425.9 per frame; this
-class passed that inertia after 9 Lloyd iterations (~35 s including k-means++) and stopped after
-26 at 2405.1 (~70 s). faiss-cpu 1.15 Lloyd from the same k-means++ start reached the same
-inertia with 5-15% less time per iteration on 100k frames at k = 500 and 2000 (its OpenBLAS GEMM
-beats torch's MKL on AMD), and 2x less at 20k frames and k = 100; DESIGN.md had measured it 2.6x
-slower. The torch path is kept: no extra dependency, the same code on CUDA, tolerance-based
-stopping with an exact final inertia, pruning of the late iterations, determinism.
+Measured on these machines (``benchmarks/bench_kmeans.py``, 200k x 768 frames, one thread each,
+2-core AMD EPYC shared with other jobs), against fairseq's HuBERT recipe (sklearn
+``MiniBatchKMeans``, n_init = 20) at k = 500: on log-mel context stacks of LibriSpeech, 38 s and
+2404.9 per frame (26 iterations; sklearn's inertia is passed after 9) against 468 s (CPU) and
+2425.9; on the benchmark's Gaussian mixture, 36 s and 991.9 against 408 s and 996.2. At
+k = 2000 (speech): 128 s, 2035.9, 21 iterations.
+
+faiss-cpu 1.15 (``--faiss``): with the MKL ``addmm`` GEMM, faiss's Lloyd was 5-15% faster per
+iteration from the same k-means++ start on 100k frames (its OpenBLAS beats MKL on AMD), 2x on
+20k frames at k = 100; DESIGN.md had it 2.6x slower. With the oneDNN GEMM now used
+(``_lloyd.sq_dist_part``), the same iterations took 16.2 s here against faiss's 18.9 s (100k
+frames, k = 500, same inertia). The torch path is kept: faster here, no extra dependency, the
+same code on CUDA, tolerance-based stopping with an exact final inertia, determinism.
 
 Example:
     >>> import numpy as np, tempfile
@@ -89,7 +93,9 @@ class KMeans:
             explicit ``[k, dim]`` array of starting centroids.
         init_size: frames of the sample used for k-means++ (its cost is ``O(init_size * k)``
             sequential work); Lloyd then runs on the whole sample.
+        n_trials: k-means++ candidates per step (default ``2 + ln k``, as sklearn; 1 = plain).
         device: where fitting and assignment run (``"cuda"`` works; float32 throughout).
+        chunk: rows per distance block (memory ``chunk * k * 4`` bytes, a few times over).
     """
 
     def __init__(
@@ -128,13 +134,17 @@ class KMeans:
 
         Per frame: label (int64), distance bounds (float32: one upper, one lower per centroid
         group) and a few float32/int64 temporaries of the pruning step. Fixed: centroid copies
-        (some float64), the ``[chunk, k]`` distance blocks, a few ``[chunk, dim]`` row blocks and
-        the k-means++ work arrays (its subsample is a view of the shuffled sample, not a copy).
+        (some float64), the ``[chunk, k]`` distance blocks, a few ``[chunk, dim]`` row blocks, the
+        k-means++ work arrays (its subsample is a view of the shuffled sample, not a copy) and
+        slack for the GEMM library's caches and the allocator (measured: the peak RSS growth of
+        sampling + fit stays within sample + this estimate; ``benchmarks/bench_kmeans.py``).
         """
         dim = int(sum(dims))
         trials = self.n_trials or 2 + int(math.log(max(self.k, 2)))
-        fixed = 8 * self.k * dim * 4 + 4 * self.chunk * self.k * 4 + 4 * self.chunk * dim * 4
+        fixed = 8 * self.k * dim * 4 + 4 * self.chunk * self.k * 4 + 6 * self.chunk * dim * 4
         fixed += self.init_size * (16 + 8 * trials)
+        fixed += 8 * self.k * dim * 4 + (4 << 20)  # GEMM library caches (oneDNN: ~1 MB a shape at
+        # k = 500, dim = 768; a handful of shapes) and allocator slack
         return fixed, 48 + 4 * _lloyd.n_groups(self.k)
 
     def sample(
@@ -229,6 +239,7 @@ class KMeans:
             idx = torch.randperm(n, generator=gen)[: self.k]
             return x[idx.to(x.device)].clone()
         m = min(self.init_size, n)
+        m = m - m % 256 if m >= 512 else m  # a multiple of 256 rows takes the oneDNN GEMM (_lloyd)
         if shuffled and (restart + 1) * m <= n:  # windows of a shuffled sample are uniform samples
             sub = x[restart * m : (restart + 1) * m]
         else:

@@ -137,12 +137,15 @@ class FrameSampler:
                     f"{fixed} bytes, {per_frame} bytes per frame)")
             cap = by_bytes if cap is None else min(cap, by_bytes)
         self.capacity = cap
-        start = _GROW_FROM if cap is None else min(cap, _GROW_FROM)
+        # Under a byte budget the buffers are allocated at capacity at once: np.empty only reserves
+        # address space and pages count once written, whereas growing (ndarray.resize) may copy and
+        # briefly hold both sizes. Without one they grow by doubling as frames arrive, so a huge
+        # max_frames on a short stream reserves nothing.
+        start = cap if self.max_bytes is not None else min(cap or _GROW_FROM, _GROW_FROM)
         self.res = [np.empty((start, d), dtype=np.float32) for d in self.dims]
 
     def _reserve(self, rows: int) -> None:
-        """Grow the buffers to hold ``rows`` (doubling, never past the capacity). ``ndarray.resize``
-        reallocates in place (mremap for large blocks), so growing never holds two copies."""
+        """Grow the buffers to hold ``rows`` (doubling, never past the capacity)."""
         have = self.res[0].shape[0]
         if rows <= have:
             return
@@ -191,8 +194,11 @@ class FrameSampler:
         if self.dims is None:
             raise ValueError("the feature stream was empty: no frames to sample")
         arrays, self.res = self.res, []
-        for a in arrays:  # give back the unused tail (in place)
-            a.resize((self.filled, a.shape[1]), refcheck=False)
+        if self.max_bytes is not None:  # a view: the never-written tail holds no memory
+            arrays = [a[: self.filled] for a in arrays]
+        else:  # grown buffers were zero-filled past ``filled``: give the tail back
+            for a in arrays:
+                a.resize((self.filled, a.shape[1]), refcheck=False)
         order_seed = int(self.rng.integers(2**63))
         for a in arrays:  # same seed -> same permutation for every view; shuffle is in place
             np.random.default_rng(order_seed).shuffle(a)
