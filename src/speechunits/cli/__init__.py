@@ -13,7 +13,7 @@ import sys
 
 # Module names under speechunits.cli, imported lazily so `speechunits --help` stays fast
 # and a verb group whose optional dependency is missing does not break the others.
-VERB_GROUPS: tuple[str, ...] = ("corpus", "fit", "tokenize", "bpe", "stream", "demo", "recipe", "lm", "ssl", "eval")
+VERB_GROUPS: tuple[str, ...] = ("corpus", "fit", "tokenize", "bpe", "stream", "perturb", "demo", "recipe", "lm", "ssl", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
