@@ -119,3 +119,15 @@ def test_missing_tools_name_the_packages(monkeypatch):
         tools.check_tools()
     assert "contrib" in str(e.value)
     assert "apt-get install espeak-ng mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1" in str(e.value)
+
+
+def test_long_corpus_plan_widens_instead_of_failing():
+    """Two hours used to fail ("could not plan an utterance of the minimum length") once the short
+    sentences ran out; the limit now widens, and every sentence is still new to the corpus."""
+    from speechunits.data.corpus.plan import _EST_MIN
+
+    plan = plan_corpus(120, 0, None)
+    assert sum(u.est_seconds for u in plan) >= 120 * 60
+    assert all(u.est_seconds >= _EST_MIN for u in plan)
+    sentences = [s for u in plan for s in u.sentences]
+    assert len(sentences) == len(set(sentences))

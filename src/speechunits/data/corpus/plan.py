@@ -99,22 +99,30 @@ def plan_corpus(minutes: float, seed: int, durations: Mapping[str, Mapping[str, 
 
 def _fill(grammar: Grammar, rng: random.Random, used: set[str], durs: Mapping[str, float] | None,
           tempo: float, base_s: float, target: float) -> tuple[list[str], float]:
-    """Sentences (new to the corpus) whose estimated total length approaches ``target``."""
+    """Sentences (new to the corpus) whose estimated total length approaches ``target``.
+
+    A short target wants short sentences, and a long corpus uses most of the short ones up; when
+    400 draws cannot reach the minimum length, the length limit is widened (up to the maximum
+    utterance length) and drawing goes on. The first pass is unchanged, so corpora that never
+    needed the widening are the same as before it existed.
+    """
     sentences: list[str] = []
     est = base_s
-    limit = min(_EST_MAX, 1.15 * target)  # a short target wants short sentences
-    for _ in range(400):
-        s = grammar.sentence(complexity=rng.randrange(4))
-        if s in used:
-            continue
-        d = estimate_ms(s, durs) / 1000.0 / tempo
-        if est + d > limit:
-            continue  # too long to fit: try another
-        sentences.append(s)
-        used.add(s)
-        est += d
-        if est >= target:
-            break
-    if est < _EST_MIN or not sentences:  # pragma: no cover - 400 tries always fill it in practice
-        raise RuntimeError("could not plan an utterance of the minimum length")
-    return sentences, est
+    for widen in (1.0, 1.5, 2.5, 6.0):
+        limit = min(_EST_MAX, 1.15 * target * widen)
+        for _ in range(400):
+            s = grammar.sentence(complexity=rng.randrange(4))
+            if s in used:
+                continue
+            d = estimate_ms(s, durs) / 1000.0 / tempo
+            if est + d > limit:
+                continue  # too long to fit: try another
+            sentences.append(s)
+            used.add(s)
+            est += d
+            if est >= target:
+                break
+        if est >= _EST_MIN and sentences:
+            return sentences, est
+    raise RuntimeError(f"could not plan an utterance of the minimum length ({_EST_MIN} s): the grammar's "
+                       f"unused sentences ran out ({len(used)} used); ask for fewer minutes")
