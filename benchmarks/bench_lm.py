@@ -11,7 +11,9 @@ Training cases, each in a fresh process so that the peak resident memory
   expanded vocabulary + LoRA r64 on q/k/v/o/gate/up/down + the new rows), micro-batches of
   4 x 512 tokens, through :func:`speechunits.lm.train` (AdamW, clipping, checkpoint at the end);
 - packed (rows of 512 holding several utterances) against padded (one utterance a row,
-  length-grouped, at most 2048 padded tokens a batch).
+  length-grouped, at most 2048 padded tokens a batch), and against the baseline the issue names:
+  ``transformers.Trainer`` on the same model and examples, unpacked, one utterance a row, padded
+  to the longest of a random batch of 4 (about the same real tokens a step).
 
 Tokens/s counts real (non-padding) tokens; the first step (warm-up) is left out. The non-padding
 share is measured on the whole epoch plan. Pair scoring: 100 pairs of short utterances
@@ -91,6 +93,61 @@ def run_train_case(model: str, pack: bool, steps: int, seed: int = 0) -> dict:
     }
 
 
+def run_hf_trainer_case(model: str, steps: int, seed: int = 0) -> dict:
+    """The baseline: the same model and examples through ``transformers.Trainer``, one utterance
+    per row, padded to the longest in a random batch of 4 (~2048 real tokens a batch at the
+    units' mean length), what a user gets from the HF examples without packing."""
+    import torch
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from speechunits.lm import create_lm, lm_examples
+    from speechunits.lm.packing import split_long
+    from speechunits.tokens import Units
+
+    t0 = time.perf_counter()
+    lm = create_lm(model, k=500, seed=seed)
+    load_s = time.perf_counter() - t0
+    units = [Units(s, 25.0, durations=np.ones(len(s), dtype=np.int64), utt_id=str(i))
+             for i, s in enumerate(markov_units(600, 500, 50, 500, seed))]
+    examples = split_long(lm_examples(lm, units), 512)
+    rows = [{"input_ids": e.ids.tolist()} for e in examples]
+    pad = lm.pad_id
+    real: list[int] = []
+
+    def collate(batch: list[dict]) -> dict:
+        n = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), n), pad, dtype=torch.long)
+        att = torch.zeros((len(batch), n), dtype=torch.long)
+        for i, b in enumerate(batch):
+            ids[i, : len(b["input_ids"])] = torch.tensor(b["input_ids"])
+            att[i, : len(b["input_ids"])] = 1
+        real.append(int(att.sum()))
+        return {"input_ids": ids, "attention_mask": att, "labels": ids.masked_fill(att == 0, -100)}
+
+    times: list[float] = []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            self.t = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            times.append(time.perf_counter() - self.t)
+
+    with tempfile.TemporaryDirectory() as out:
+        targs = TrainingArguments(output_dir=out, per_device_train_batch_size=4, max_steps=steps,
+                                  learning_rate=5e-4, lr_scheduler_type="cosine", warmup_steps=1,
+                                  logging_steps=1, save_strategy="no", report_to=[], seed=seed,
+                                  use_cpu=True, dataloader_num_workers=0, disable_tqdm=True)
+        Trainer(model=lm.model, args=targs, train_dataset=rows, data_collator=collate,
+                callbacks=[Clock()]).train()
+    # the collator runs once per step, before the step's clock starts; skip the warm-up step
+    tps = [r / t for r, t in zip(real[1:], times[1:])]
+    return {"model": model, "trainer": "transformers.Trainer (padded, unpacked)", "steps": steps,
+            "load_s": round(load_s, 1), "tokens_per_s": round(float(np.mean(tps)), 1) if tps else None,
+            "non_padding_share": None, "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "torch_threads": torch.get_num_threads()}
+
+
 def run_scoring_case(model: str, n_pairs: int, seed: int = 0) -> dict:
     """Pair scoring, batched vs one at a time (runs inside its own process)."""
     import io
@@ -156,6 +213,9 @@ def main() -> None:
     if args.case == "train":
         print(json.dumps(run_train_case(args.model, bool(args.pack), args.steps)))
         return
+    if args.case == "hf":
+        print(json.dumps(run_hf_trainer_case(args.model, args.steps)))
+        return
     if args.case == "score":
         print(json.dumps(run_scoring_case(args.model, args.pairs)))
         return
@@ -170,6 +230,9 @@ def main() -> None:
                                  *threads])
             print(json.dumps(r), file=sys.stderr)
             res["train"].append(r)
+        r = subprocess_case(["--case", "hf", "--model", model, "--steps", str(steps), *threads])
+        print(json.dumps(r), file=sys.stderr)
+        res["train"].append(r)
     res["scoring"] = [subprocess_case(["--case", "score", "--model", m, "--pairs", str(args.pairs), *threads])
                       for m in ("unit-lm:tiny", "unit-lm:small")]
     res["load_avg_end"] = os.getloadavg()
