@@ -188,7 +188,7 @@ def run_scoring_case(model: str, n_pairs: int, seed: int = 0) -> dict:
 
 def subprocess_case(args: list[str]) -> dict:
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env, check=False)
     if out.returncode:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
