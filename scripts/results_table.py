@@ -34,7 +34,14 @@ def load(out: Path) -> list[dict]:
 
 def label(m: dict) -> list[str]:
     tok = m["tokenizer"]
-    enc = "MFCC" if tok["encoder"] == "mfcc" else "random HuBERT"
+    if tok["encoder"] == "mfcc":
+        enc = "MFCC"
+    elif tok.get("quantizer") == "spin":
+        enc = "our SSL encoder + Spin/DC-Spin codebook"
+    elif "random" in str(tok["encoder"]):
+        enc = "random HuBERT"
+    else:
+        enc = f"HF encoder `{Path(str(tok['encoder'])).name}`"
     return [f"`{m['name']}`", enc, ", ".join(map(str, tok["layers"])), ", ".join(map(str, tok["k"]))]
 
 
@@ -103,21 +110,22 @@ def main(out: Path) -> None:
         blocks.append(f"**librivox-aligned** ({data_line(evals, LIBRIVOX)} Forced-aligned phones.)\n\n" + table(
             head + ["PNMI ↑", "CNMI ↑", "phone purity ↑", "frames", "utilization"], rows))
 
-    rows, robust = [], []
-    for m, d, sec, s in rows_for(evals, LIBRISPEECH):
-        rb = sec.get("robustness", {})
-        sub = rb.get("subset", {}) if isinstance(rb, dict) else {}
-        rows.append(label(m) + [fmt(s["utilization"], 3), fmt(s["entropy_bits"], 2), fmt(s["entropy_bitrate"], 0),
-                                fmt(s["nominal_bitrate"], 0), fmt(s["ngram_perplexity"], 1), fmt(s["ued_mean"], 3),
-                                f"{sub.get('utterances', '—')} utt / {sub.get('seconds', 0):.0f} s", fmt(s["rtf"], 4)])
-        dist = rb.get("distortions", {}) if isinstance(rb, dict) else {}
-        robust.append(label(m)[:1] + [fmt(v.get("ued"), 2) for v in dist.values()] + [fmt(s["ued_mean"], 3)])
-        names = list(dist)
-    if rows:
-        blocks.append(f"**librispeech-mini** ({data_line(evals, LIBRISPEECH)} No transcripts or alignments.)\n\n" + table(
-            head + ["utilization ↑", "entropy (bits/token)", "entropy bitrate (bit/s)", "nominal bitrate (bit/s)",
-                    "4-gram PPL ↓", "mean UED ↓", "UED subset", "RTF ↓"], rows))
-        blocks.append("**UED per distortion, librispeech-mini**\n\n" + table(["tokenizer"] + names + ["mean"], robust))
+    for ds_name, title in ((LIBRISPEECH, "librispeech-mini"), ("test-other", "librispeech-mini/test-other")):
+        rows, robust = [], []
+        for m, d, sec, s in rows_for(evals, ds_name):
+            rb = sec.get("robustness", {})
+            sub = rb.get("subset", {}) if isinstance(rb, dict) else {}
+            rows.append(label(m) + [fmt(s["utilization"], 3), fmt(s["entropy_bits"], 2), fmt(s["entropy_bitrate"], 0),
+                                    fmt(s["nominal_bitrate"], 0), fmt(s["ngram_perplexity"], 1), fmt(s["ued_mean"], 3),
+                                    f"{sub.get('utterances', '—')} utt / {sub.get('seconds', 0):.0f} s", fmt(s["rtf"], 4)])
+            dist = rb.get("distortions", {}) if isinstance(rb, dict) else {}
+            robust.append(label(m)[:1] + [fmt(v.get("ued"), 2) for v in dist.values()] + [fmt(s["ued_mean"], 3)])
+            names = list(dist)
+        if rows:
+            blocks.append(f"**{title}** ({data_line(evals, ds_name)} No transcripts or alignments.)\n\n" + table(
+                head + ["utilization ↑", "entropy (bits/token)", "entropy bitrate (bit/s)", "nominal bitrate (bit/s)",
+                        "4-gram PPL ↓", "mean UED ↓", "UED subset", "RTF ↓"], rows))
+            blocks.append(f"**UED per distortion, {title}**\n\n" + table(["tokenizer"] + names + ["mean"], robust))
 
     timings = out / "timings.tsv"
     if timings.exists():
