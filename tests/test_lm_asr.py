@@ -75,3 +75,18 @@ def test_asr_finetune_decodes_a_learnable_mapping(tmp_path):
     assert res.wer == 0.0 and res.cer == 0.0, res.utterances
     # batched (left-padded) beam search gives the one-at-a-time transcripts
     assert transcribe(lm, test_units, batch_size=1) == [u["hyp"] for u in res.utterances]
+
+
+def test_punctuation_is_normalised_away_in_training_and_references(caplog):
+    """Transcripts with punctuation give the same targets as without, with no 'dropped' warning,
+    and WER is computed against normalised references (a punctuated reference is not an error)."""
+    from speechunits.lm import normalize_text
+
+    lm = create_lm("unit-lm:tiny", k=K, seed=0, chars=CHARS + " '")
+    u = Units(np.array([0, 1, 2]), 50.0, utt_id="x")
+    with caplog.at_level("WARNING"):
+        plain = asr_examples(lm, [u], {"x": "abc dab"})[0].ids
+        punct = asr_examples(lm, [u], {"x": "Abc, dab?!"})[0].ids
+    assert plain.tolist() == punct.tolist()
+    assert "dropped" not in caplog.text
+    assert normalize_text("Abc, dab?!") == normalize_text("abc dab") == "abc dab"

@@ -2,7 +2,8 @@
 transcript only, decode with beam search restricted to text tokens, score WER/CER with jiwer.
 
 For a unit LM the transcript is characters (:func:`speechunits.lm.vocab.normalize_text`:
-lower case, single spaces); characters outside its vocabulary are dropped with a warning. A text
+lower case, no punctuation, single spaces; references are normalised the same way before WER);
+other characters outside its vocabulary are dropped with a warning. A text
 LLM uses its own tokenizer (``<|speech|> units <|asr|> text <eos>``). Decoding is
 ``generate(num_beams=5)`` on left-padded batches with a logits processor that allows only text
 tokens and the end token, so the decoder can never emit a unit or a marker.

@@ -45,8 +45,16 @@ def unit_tokens(k: int) -> list[str]:
 
 
 def normalize_text(text: str) -> str:
-    """Transcript normalisation for character ASR: lower case, single spaces, stripped."""
-    return " ".join(text.lower().split())
+    """Transcript normalisation for character ASR, the usual WER convention: lower case,
+    punctuation removed (apostrophes inside words kept, hyphens and dashes become spaces),
+    single spaces, stripped. Letters of any script and digits are kept.
+
+    >>> normalize_text("Does one seal sneeze?  It's a well-known  FACT, 'he' said.")
+    "does one seal sneeze it's a well known fact he said"
+    """
+    chars = [c if (c.isalnum() or c == "'" or c.isspace()) else " " for c in text.lower()]
+    words = ("".join(chars)).split()
+    return " ".join(w.strip("'") for w in words if w.strip("'"))
 
 
 def build_unit_tokenizer(k: int, chars: str | None = DEFAULT_CHARS):
