@@ -32,8 +32,7 @@ not the final default: the project's own SSL encoder + DC-Spin tokenizer replace
   training sample ({frames} frames).
 - Reproduce: `speechunits recipe default-tokenizer --kind mfcc --out DIR` (a few minutes on 2 cores).
 
-Quality metrics: run `speechunits eval --tokenizer default --data ...`; they are not quoted here
-until measured.
+Quality metrics of a tokenizer this recipe builds: `speechunits eval --tokenizer DIR --data ...`.
 """
 
 
