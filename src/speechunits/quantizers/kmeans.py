@@ -15,12 +15,10 @@ the same inertia within 0.1% after 10 iterations at k = 500); Lloyd with triangl
 pruning (``_lloyd.lloyd``) until an iteration gains less than ``tol = 2e-4`` of the inertia
 (past that, the next 50 iterations buy ~0.3% for twice the time), at most ``max_iter = 100``.
 
-Measured on these machines (``benchmarks/bench_kmeans.py``, 200k x 768 frames, one thread each,
-2-core AMD EPYC shared with other jobs), against fairseq's HuBERT recipe (sklearn
-``MiniBatchKMeans``, n_init = 20) at k = 500: on log-mel context stacks of LibriSpeech, 38 s and
-2404.9 per frame (26 iterations; sklearn's inertia is passed after 9) against 468 s (CPU) and
-2425.9; on the benchmark's Gaussian mixture, 36 s and 991.9 against 408 s and 996.2. At
-k = 2000 (speech): 128 s, 2035.9, 21 iterations.
+Against fairseq's HuBERT recipe (sklearn ``MiniBatchKMeans``, n_init = 20) on the same 200k x 768
+real-speech matrix, ``benchmarks/bench_kmeans.py`` measured 26.5x less CPU time at a 0.9% lower
+inertia for k = 500 (Lloyd passes sklearn's final inertia after 9 iterations and stops after 26);
+the numbers, the machine and k = 2000 are in BENCHMARKS.md.
 
 faiss-cpu 1.15 (``--faiss``): with the MKL ``addmm`` GEMM, faiss's Lloyd was 5-15% faster per
 iteration from the same k-means++ start on 100k frames (its OpenBLAS beats MKL on AMD), 2x on
