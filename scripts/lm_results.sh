@@ -12,8 +12,8 @@
 # 6. the evaluation report of every tokenizer on the test speakers, and OUTDIR/compare: Pearson r
 #    of its proxies with the LM scores across tokenizers;
 # 7. OUTDIR/lm_results.md, the tables (scripts/lm_results_table.py).
-# Sizes: UNIT_STEPS, UNIT_BATCH (tokens), LLM_STEPS, ASR_STEPS, MINUTES, PAIRS, KS environment
-# variables (defaults below);
+# Sizes: UNIT_STEPS, UNIT_BATCH (tokens), LLM_STEPS, ASR_STEPS, MINUTES, PAIRS, KS, LLM_KS (the k
+# values SmolLM2 is trained on; default KS) environment variables (defaults below);
 # SMOKE=1 shrinks everything to a few-minute check. Two lanes run side by side, one thread each.
 # Re-running the same command resumes: finished steps are skipped.
 set -euo pipefail
@@ -29,6 +29,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
 fi
 MINUTES=${MINUTES:-120}; PAIRS=${PAIRS:-200}; UNIT_STEPS=${UNIT_STEPS:-150}; LLM_STEPS=${LLM_STEPS:-24}
 ASR_STEPS=${ASR_STEPS:-150}; KS=${KS:-"125 250 500 1000 2000"}; UNIT_BATCH=${UNIT_BATCH:-4096}
+LLM_KS=${LLM_KS:-$KS}
 SU="speechunits"
 mkdir -p "$OUT"
 T0=$(date +%s)
@@ -62,6 +63,7 @@ stamp fit
 
 tokenize_all() {  # name:dir -> units of train/test/perturbed test/pairs (tokenize resumes)
   local name=${1%%:*} dir=${1#*:}; local u="$OUT/units/$name"
+  [[ -f "$u/.done" ]] && return 0
   mkdir -p "$u"
   for split in train test; do
     $SU tokenize --tokenizer "$dir" --out "$u/$split.jsonl" --dedup --no-progress "$OUT/corpus/$split.jsonl"
@@ -72,6 +74,7 @@ tokenize_all() {  # name:dir -> units of train/test/perturbed test/pairs (tokeni
   for kind in lexical syntactic story; do
     $SU tokenize --tokenizer "$dir" --out "$u/pairs.$kind.jsonl" --dedup --no-progress "$OUT/pairs/$kind"
   done
+  touch "$u/.done"
 }
 two_lanes tokenize_all $TOKS
 stamp tokenize
@@ -105,7 +108,7 @@ stamp asr
 
 # --- SmolLM2-135M + LoRA over the k sweep (one lane: it uses both cores) ----------------------------
 export OMP_NUM_THREADS=2 MKL_NUM_THREADS=2
-for k in $KS; do
+for k in $LLM_KS; do
   m="$OUT/lm/smollm2-mfcc-k$k"
   [[ -f "$m/eval.json" ]] && continue
   $SU lm train --units "$OUT/units/mfcc-k$k/train.jsonl" --model smollm2 --out "$m" --steps "$LLM_STEPS" \
