@@ -57,11 +57,10 @@ def markov_units(n: int, k: int, lo: int, hi: int, seed: int) -> list[np.ndarray
     return out
 
 
-def run_train_case(model: str, pack: bool, steps: int, seed: int = 0) -> dict:
-    """One training case (runs inside its own process)."""
-    import torch
-
-    from speechunits.lm import TrainConfig, create_lm, lm_examples, plan_batches, train
+def _model_and_examples(model: str, seed: int):
+    """The case's model (and its load time) and the training examples every case shares:
+    600 Markov utterances of 50-500 units, cut to rows of at most 512 tokens."""
+    from speechunits.lm import create_lm, lm_examples
     from speechunits.lm.packing import split_long
     from speechunits.tokens import Units
 
@@ -70,7 +69,16 @@ def run_train_case(model: str, pack: bool, steps: int, seed: int = 0) -> dict:
     load_s = time.perf_counter() - t0
     units = [Units(s, 25.0, durations=np.ones(len(s), dtype=np.int64), utt_id=str(i))
              for i, s in enumerate(markov_units(600, 500, 50, 500, seed))]
-    examples = split_long(lm_examples(lm, units), 512)
+    return lm, load_s, split_long(lm_examples(lm, units), 512)
+
+
+def run_train_case(model: str, pack: bool, steps: int, seed: int = 0) -> dict:
+    """One training case (runs inside its own process)."""
+    import torch
+
+    from speechunits.lm import TrainConfig, plan_batches, train
+
+    lm, load_s, examples = _model_and_examples(model, seed)
     lengths = np.array([len(e) for e in examples])
     plan = plan_batches(lengths, 512, 2048, pack, seed)
     slots = sum(len(b) * (512 if pack else max(sum(lengths[i] for i in r) for r in b)) for b in plan)
@@ -100,16 +108,7 @@ def run_hf_trainer_case(model: str, steps: int, seed: int = 0) -> dict:
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from speechunits.lm import create_lm, lm_examples
-    from speechunits.lm.packing import split_long
-    from speechunits.tokens import Units
-
-    t0 = time.perf_counter()
-    lm = create_lm(model, k=500, seed=seed)
-    load_s = time.perf_counter() - t0
-    units = [Units(s, 25.0, durations=np.ones(len(s), dtype=np.int64), utt_id=str(i))
-             for i, s in enumerate(markov_units(600, 500, 50, 500, seed))]
-    examples = split_long(lm_examples(lm, units), 512)
+    lm, load_s, examples = _model_and_examples(model, seed)
     rows = [{"input_ids": e.ids.tolist()} for e in examples]
     pad = lm.pad_id
     real: list[int] = []
