@@ -48,6 +48,9 @@ def test_writes_seeded_copies_with_same_ids_at_the_asked_snr(tmp_path):
     assert abs(measure_snr(clean, noisy) - 10.0) < 1.0  # PCM 16 rounding only
     stretched = load(out / "stretch_1.1" / "u0.wav")
     assert abs(len(stretched) / len(load(tmp_path / "u0.wav")) - 1 / 1.1) < 0.02
+    # babble mixes other utterances of the dataset (loaded on demand) at the asked SNR
+    assert main(["perturb", "--data", str(man), "--distortion", "babble_5dB", "--out", str(out)]) == 0
+    assert abs(measure_snr(clean, load(out / "babble_5dB" / "u2.wav")) - 5.0) < 1.0
     record = json.loads((out / "white_10dB.json").read_text())
     assert record["distortion"]["params"]["snr_db"] == 10.0 and record["failed"] == 0
 

@@ -52,12 +52,11 @@ def run(args: argparse.Namespace) -> int:
     utts = read_manifest(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cache: dict[str, np.ndarray] = {}
+    from functools import lru_cache
 
-    def wave(u: Utterance) -> np.ndarray:
-        if u.id not in cache:
-            cache[u.id] = load(u.path)
-        return cache[u.id]
+    @lru_cache(maxsize=8)  # the utterance and its babble talkers; never the whole dataset in RAM
+    def wave(i: int) -> np.ndarray:
+        return load(utts[i].path)
 
     failed = 0
     for d in distortions:
@@ -73,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
                     if d.kind == "noise" and d.params["kind"] == "babble":
                         others = [j for j in range(len(utts)) if j != i]
                         pick = np.random.default_rng(seed).permutation(others)[:BABBLE_TALKERS]
-                        sources = [wave(utts[j]) for j in pick]
-                    y = d.apply(wave(u), seed, sources)
+                        sources = [wave(int(j)) for j in pick]
+                    y = d.apply(wave(i), seed, sources)
                     peak = float(np.abs(y).max()) if y.size else 0.0
                     if peak > 0.999:  # noise can push peaks past full scale: scale, never clip
                         y = y * (0.999 / peak)
