@@ -1,7 +1,7 @@
 """Tables of scripts/lm_results.sh: python scripts/lm_results_table.py OUTDIR > OUTDIR/lm_results.md
 
 Copies numbers from the JSON files the run wrote (OUTDIR/lm/*/eval*.json, score.*.json,
-asr.json, train_log.jsonl, units/*/test.jsonl) and writes OUTDIR/scores.json (tokenizer ->
+asr.json, train_log.jsonl) and writes OUTDIR/scores.json (tokenizer ->
 downstream scores) for `speechunits compare --scores`.
 """
 
@@ -19,28 +19,15 @@ def load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def train_stats(model: Path) -> tuple[float | None, float | None, int]:
-    """(final logged loss, median tokens/s, steps) from train_log.jsonl."""
+def train_stats(model: Path) -> tuple[float | None, int]:
+    """(median logged tokens/s, last step) from train_log.jsonl."""
     log = model / "train_log.jsonl"
     if not log.exists():
-        return None, None, 0
+        return None, 0
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     rows = [r for r in rows if "step" in r]
     tps = sorted(r["tokens_per_s"] for r in rows if r.get("tokens_per_s"))
-    return (rows[-1]["loss"] if rows else None, tps[len(tps) // 2] if tps else None,
-            rows[-1]["step"] if rows else 0)
-
-
-def units_rate(path: Path) -> tuple[int, float]:
-    """(de-duplicated tokens, seconds) of a units file."""
-    n, sec = 0, 0.0
-    for line in path.read_text().splitlines():
-        d = json.loads(line)
-        n += len(d["units"]) if "units" in d else len(d.get("ids", []))
-        durs = d.get("durations")
-        rate = d.get("frame_rate", 50.0)
-        sec += (sum(durs) / rate) if durs else d.get("duration_s", 0.0)
-    return n, sec
+    return (tps[len(tps) // 2] if tps else None), (rows[-1]["step"] if rows else 0)
 
 
 def fmt(x, nd=3) -> str:
@@ -62,8 +49,8 @@ def main(out: Path) -> None:
     for n in mfcc + others:
         u = load(lm / f"unit-{n}" / "eval.json")
         s = load(lm / f"smollm2-{n}" / "eval.json")
-        _, tps_u, steps_u = train_stats(lm / f"unit-{n}")
-        _, tps_s, steps_s = train_stats(lm / f"smollm2-{n}")
+        tps_u, steps_u = train_stats(lm / f"unit-{n}")
+        tps_s, steps_s = train_stats(lm / f"smollm2-{n}")
         rate = u["n_tokens"] / u["seconds"] if u else None
         print(f"| `{n}` | {fmt(rate, 1)} | {steps_u} | {fmt(u and u['nll_per_token'])} | "
               f"{fmt(u and u['nll_per_second'], 1)} | {fmt(tps_u, 0)} | {steps_s or ''} | "
@@ -95,7 +82,7 @@ def main(out: Path) -> None:
     print("|---|---|---|---|---|")
     for p in sorted(lm.glob("asr-*")):
         r = load(p / "asr.json")
-        _, _, steps = train_stats(p)
+        _, steps = train_stats(p)
         n = p.name[len("asr-"):]
         if r:
             print(f"| `{n}` | {steps} | {fmt(r['wer'])} | {fmt(r['cer'])} | {r['n_utterances']} |")

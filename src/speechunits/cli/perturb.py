@@ -13,11 +13,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import logging
 import sys
+from functools import lru_cache
 from pathlib import Path
-
-log = logging.getLogger("speechunits.perturb")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import soundfile as sf
 
     from speechunits.audio import AudioError, load
-    from speechunits.data.atomic import atomic_open, atomic_write_bytes
+    from speechunits.data import atomic
     from speechunits.data.manifest import Utterance, read_manifest, write_jsonl
     from speechunits.evaluation.dataset import SAMPLE_RATE, stable_seed
     from speechunits.evaluation.robustness import BABBLE_TALKERS, parse_distortion
@@ -52,7 +50,6 @@ def run(args: argparse.Namespace) -> int:
     utts = read_manifest(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from functools import lru_cache
 
     @lru_cache(maxsize=8)  # the utterance and its babble talkers; never the whole dataset in RAM
     def wave(i: int) -> np.ndarray:
@@ -79,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                         y = y * (0.999 / peak)
                     buf = io.BytesIO()
                     sf.write(buf, y, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-                    atomic_write_bytes(target, buf.getvalue())
+                    atomic.atomic_write_bytes(target, buf.getvalue())
             except (AudioError, ValueError) as err:
                 errors.append({"id": u.id, "path": str(u.path), "error": str(err)})
                 print(f"skipped {u.path}: {err}", file=sys.stderr)
@@ -88,12 +85,12 @@ def run(args: argparse.Namespace) -> int:
             if u.alignment is not None and d.kind != "time_stretch":  # stretch moves every boundary
                 alignment = folder / f"{Path(u.id).name}.alignment{u.alignment.suffix}"
                 if not alignment.exists():
-                    atomic_write_bytes(alignment, u.alignment.read_bytes())
+                    atomic.atomic_write_bytes(alignment, u.alignment.read_bytes())
             done.append(Utterance(u.id, target, None, u.speaker, u.text, alignment, dict(u.extra)))
         write_jsonl(done, out / f"{d.name}.jsonl")
-        with atomic_open(out / f"{d.name}.errors.jsonl", "w", encoding="utf-8") as f:
+        with atomic.atomic_open(out / f"{d.name}.errors.jsonl", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(e) + "\n" for e in errors)
-        (out / f"{d.name}.json").write_text(json.dumps(
+        atomic.atomic_write_text(out / f"{d.name}.json", json.dumps(
             {"distortion": d.describe(), "seed": args.seed, "source": str(args.data),
              "utterances": len(done), "failed": len(errors)}, indent=2) + "\n")
         failed += len(errors)
