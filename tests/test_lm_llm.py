@@ -141,6 +141,11 @@ def test_smollm2_gguf_expansion_keeps_text_logits():
 
     model, tok, source = load_text_lm("smollm2")
     assert source["type"] == "gguf" and model.config.tie_word_embeddings
+    # dequantized on load: float weights, and nothing left that makes Trainer refuse to train it
+    from transformers.trainer_utils import validate_quantization_for_training
+
+    assert not model.is_quantized and {p.dtype for p in model.parameters()} == {torch.float32}
+    validate_quantization_for_training(model)
     text = torch.tensor([tok("The cat sat on the mat.").input_ids])
     with torch.no_grad():
         before = model(text).logits

@@ -265,6 +265,10 @@ def test_cli_targets_pretrain_spin(corpus, tmp_path, capsys):
     common = ["--steps", "3", "--batch-size", "2", "--crop-seconds", "1", "--warmup", "1", "--no-progress", "--threads", "1"]
     assert main(["ssl", "pretrain", str(corpus), "--targets", str(t), "--out", str(tmp_path / "p"), "--preset", "tiny",
                  *common]) == 0
+    assert main(["ssl", "pretrain", str(corpus), "--targets", str(t), "--out", str(tmp_path / "pre"), "--preset", "tiny",
+                 "--pre-ln", *common]) == 0
+    cfgs = [json.loads((tmp_path / d / "encoder" / "config.json").read_text()) for d in ("p", "pre")]
+    assert [c["do_stable_layer_norm"] for c in cfgs] == [False, True]
     assert main(["ssl", "spin", str(corpus), "--encoder", str(tmp_path / "p" / "encoder"), "--out", str(tmp_path / "s"),
                  "--codebooks", "8", "16", "--trainable-layers", "1", *common]) == 0
     out = capsys.readouterr().out

@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--mask-prob", type=float, default=0.08, help="share of frames starting a masked span (0.08)")
     r.add_argument("--mask-length", type=int, default=10, help="masked span in frames (10)")
     r.add_argument("--unmasked-weight", type=float, default=0.0, help="loss weight of unmasked frames (0)")
+    r.add_argument("--pre-ln", action="store_true",
+                   help="pre-LN transformer (HF do_stable_layer_norm, as wav2vec 2.0 Large): steadier at "
+                        "high learning rates; ignored with --init-from")
     _training(r, steps=2000, lr=5e-4, weight_decay=0.01, warmup=0.08, crop=3.0)
     r.set_defaults(func=_pretrain)
 
@@ -169,7 +172,9 @@ def _pretrain(args: argparse.Namespace) -> int:
 
         r = pretrain_hubert(args.manifests, args.targets, args.out, preset=args.preset, init_from=args.init_from,
                             mask_prob=args.mask_prob, mask_length=args.mask_length,
-                            unmasked_weight=args.unmasked_weight, **_train_kwargs(args))
+                            unmasked_weight=args.unmasked_weight,
+                            model_overrides={"do_stable_layer_norm": True} if args.pre_ln else None,
+                            **_train_kwargs(args))
         _report("pretrain", args.out, r.history, r.encoder_dir)
         return 0
 

@@ -92,10 +92,16 @@ def load_text_lm(name: str, allow_download: bool = False, dtype: torch.dtype = t
         hint = "" if allow_download or source["type"] != "hub" else (
             " (not in the local Hugging Face cache; pass --allow-download to fetch it)")
         raise OSError(f"cannot load text LM {name!r}{hint}: {e}") from None
-    if getattr(model.config, "quantization_config", None) is not None and source["type"] == "gguf":
-        # GGUF weights are dequantized to float on load; the leftover quantization record only
-        # confuses peft/save_pretrained into treating the model as quantized.
-        del model.config.quantization_config
+    if source["type"] == "gguf":
+        # GGUF weights are dequantized to float on load (plain nn.Linear in `dtype`); the leftover
+        # quantization record and quantizer only make peft, save_pretrained and transformers.Trainer
+        # treat the model as quantized (Trainer refuses to train it).
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:
+            quantizer.remove_quantization_config(model)  # transformers' own "dequantized" path
+        elif getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
+        model.config._is_quantized = False
     return model, tokenizer, source
 
 
