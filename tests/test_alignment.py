@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from speechunits.data.alignment import Alignment, Segment, chars_from_words, frame_label_ids, frame_labels

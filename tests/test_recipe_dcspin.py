@@ -59,10 +59,15 @@ def test_builds_a_loadable_tokenizer(built: Path):
     assert {k: v["status"] for k, v in rec["stages"].items()} == {s: ("disabled" if s == "ctc" else "done")
                                                                    for s in STAGES}
     assert all(v["seconds"] >= 0 for v in rec["stages"].values())
+    # the encoder gate: iteration-1 layers scored against MFCC k-means at the same k, same audio
+    t1, t2 = rec["stages"]["targets1"]["result"], rec["stages"]["targets2"]["result"]
+    assert list(t1["layer_pnmi"]) == ["0"] and 0 < t1["layer_pnmi"]["0"] <= 1
+    assert 0 < t2["mfcc_pnmi"] <= 1 and t2["beats_mfcc"] == (max(t2["layer_pnmi"].values()) > t2["mfcc_pnmi"])
     t = rec["stages"]["tokenizer"]["result"]
     assert t["reload_unit_agreement"] == 1.0 and t["size_ok"] and t["encoder_dtype"] == "float32"
     card = (built / "tokenizer" / "README.md").read_text()
     assert "Not yet measured" in card and reproduce_command(rec["settings"]) in card
+    assert f"k-means on MFCCs scores {t2['mfcc_pnmi']:.3f}" in card
 
 
 def test_rerun_skips_every_stage(built: Path):

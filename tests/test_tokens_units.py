@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 
-import speechunits.tokens as tokens
 from speechunits.tokens import Units, dedup, dedup_ids, expand, expand_ids
 
 MODULES = ["", ".units", ".dedup", ".bpe", ".distance", ".streaming", ".io", ".writer"]

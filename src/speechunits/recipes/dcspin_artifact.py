@@ -179,7 +179,8 @@ def write_card(out: Path, state: dict) -> dict:
         *(f"| {n} | {r['status']} | {r['seconds']:.0f} | {_stage_note(n, r['result'], s)} |"
           for n, r in stages.items() if n != "card"), "",
         f"Iteration-2 layer chosen by PNMI on the synthetic train alignments: {t2['layer']} (PNMI by layer: "
-        + (", ".join(f"{a}: {b:.3f}" for a, b in t2["layer_pnmi"].items()) or "n/a") + ").", "",
+        + (", ".join(f"{a}: {b:.3f}" for a, b in t2["layer_pnmi"].items()) or "n/a") + ")"
+        + (f"; k-means on MFCCs scores {t2['mfcc_pnmi']:.3f} on the same audio." if "mfcc_pnmi" in t2 else "."), "",
         "## Hyper-parameters", "", "```json", json.dumps(s, indent=2), "```", "",
         "## Reproduce", "", "```bash", reproduce_command(s), "```", "",
         f"or in Python: `build_dcspin_default(\"OUT\", scale=\"{s['scale']}\", seed={s['seed']}"

@@ -84,11 +84,14 @@ def _sample(feats: list[np.ndarray], col: int, max_frames: int, seed: int) -> np
 
 
 def choose_layer(
-    enc, audio: AudioSet, *, k: int = 100, seed: int = 0, max_seconds: float = 600.0, progress: bool = True
+    enc, audio: AudioSet, *, k: int = 100, seed: int = 0, max_seconds: float = 600.0, progress: bool = True,
+    layers: Sequence[int] | None = None,
 ) -> tuple[int, dict[int, float]]:
     """The layer whose k-means units have the highest PNMI with the phone alignments.
 
     Uses the aligned utterances (up to ``max_seconds`` of them); returns ``(layer, {layer: PNMI})``.
+    ``layers``: the candidates (default: every transformer layer, or layer 0 of a spectral
+    encoder, whose score is then the baseline a trained encoder has to beat).
     """
     from speechunits.data.alignment import Alignment
     from speechunits.metrics.alignment_metrics import frame_label_pairs, pnmi
@@ -102,7 +105,9 @@ def choose_layer(
         raise ValueError("no utterance has an alignment: cannot choose a layer by PNMI")
     sub = AudioSet([audio.ids[i] for i in idx], [audio.waves[i] for i in idx], [audio.utterances[i] for i in idx])
     alignments = [Alignment.load(u.alignment) for u in sub.utterances]
-    layers = list(range(1, enc.num_layers + 1))
+    if layers is None:
+        layers = list(range(1, enc.num_layers + 1)) or [0]
+    layers = [int(x) for x in layers]
     feats = _encode_all(enc, sub, layers, progress, "encode (layer choice)")
     scores = {}
     for col, layer in enumerate(layers):
@@ -149,6 +154,9 @@ def fit_targets(
     if layer is None:
         if enc.num_layers == 0:
             layer, how = 0, "spectral encoder"
+            if select_by_pnmi and any(u.alignment is not None for u in audio.utterances):
+                # no choice to make, but the score is the baseline the next iteration must beat
+                scores = choose_layer(enc, audio, k=k, seed=seed, max_seconds=select_seconds, progress=progress)[1]
         elif select_by_pnmi and any(u.alignment is not None for u in audio.utterances):
             layer, scores = choose_layer(enc, audio, k=k, seed=seed, max_seconds=select_seconds, progress=progress)
             how = "max PNMI"
