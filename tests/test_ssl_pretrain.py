@@ -128,6 +128,42 @@ def test_light_conv_keeps_the_50hz_frame_convention(preset):
                 assert m(torch.randn(1, n)).last_hidden_state.shape[1] == (n - 400) // 320 + 1
 
 
+def test_fbank_frontend_is_a_filterbank_on_the_50hz_grid(tmp_path):
+    from speechunits.encoders import load_encoder
+    from speechunits.encoders.pretrain.frontend import FBANK_CONV, mel_quadrature_filterbank
+
+    assert receptive_field(*FBANK_CONV) == (400, 320)
+    m = build_model("tiny", frontend="fbank", seed=4).eval()
+    for n in (400, 719, 720, 16000):
+        with torch.no_grad():
+            assert m(torch.randn(1, n)).last_hidden_state.shape[1] == (n - 400) // 320 + 1
+    # each band answers a tone at its centre more than a tone two octaves away, whatever the phase
+    cos, sin = mel_quadrature_filterbank(16)
+    t = np.arange(400) / 16000
+    for b in (3, 8, 12):
+        centre = float(np.abs(np.fft.rfft(cos[b], 4096)).argmax()) * 16000 / 4096
+        for phase in (0.0, 1.0, 2.5):
+            near, far = (np.sin(2 * np.pi * f * t + phase) for f in (centre, centre * 4 if b < 8 else centre / 4))
+            mag = lambda x: abs(cos[b] @ x) + abs(sin[b] @ x)  # noqa: E731
+            assert mag(near) > 5 * mag(far)
+    # conv 1 reads out band magnitudes: channel 2b sums band b's four rectified phases
+    w0, w1 = (layer.conv.weight.detach() for layer in m.feature_extractor.conv_layers)
+    nb = w0.shape[0] // 4
+    cos_nb, sin_nb = (torch.from_numpy(f).float() for f in mel_quadrature_filterbank(nb))
+    assert torch.allclose(w0[:, 0], torch.cat([cos_nb, -cos_nb, sin_nb, -sin_nb]))
+    assert sorted(torch.nonzero(w1[2 * 3, :, 0]).flatten().tolist()) == [3, nb + 3, 2 * nb + 3, 3 * nb + 3]
+    # a plain HubertModel: saved and reloaded through the HF path, same features
+    from speechunits.encoders.pretrain import save_encoder
+
+    enc = load_encoder(str(save_encoder(m, tmp_path / "enc")))
+    wave = np.random.default_rng(1).standard_normal(8000).astype(np.float32)
+    ref = enc.encode([wave], [0])[0]
+    assert ref.shape == ((8000 - 400) // 320 + 1, 1, 32)
+    assert torch.equal(load_encoder(str(tmp_path / "enc")).encode([wave], [0])[0], ref)
+    with pytest.raises(ValueError, match="front-end"):
+        build_model("tiny", frontend="mel")
+
+
 def test_saved_encoder_loads_with_the_same_weights(tmp_path):
     from speechunits.encoders import HFEncoder, load_encoder
     from speechunits.encoders.pretrain import save_encoder

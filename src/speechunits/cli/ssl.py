@@ -47,7 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--init-from", default=None, help="start from this encoder folder instead of random weights")
     r.add_argument("--mask-prob", type=float, default=0.08, help="share of frames starting a masked span (0.08)")
     r.add_argument("--mask-length", type=int, default=10, help="masked span in frames (10)")
-    r.add_argument("--unmasked-weight", type=float, default=0.0, help="loss weight of unmasked frames (0)")
+    r.add_argument("--unmasked-weight", type=float, default=0.0,
+                   help="loss weight of unmasked frames (HuBERT: 0; 1.0 teaches a small model's front-end faster)")
+    r.add_argument("--frontend", default="cnn", choices=("cnn", "fbank"),
+                   help="CNN front-end: 'cnn' (light CNN, random init) or 'fbank' (initialised as a mel "
+                        "filterbank; learns far faster at this scale); ignored with --init-from")
     r.add_argument("--pre-ln", action="store_true",
                    help="pre-LN transformer (HF do_stable_layer_norm, as wav2vec 2.0 Large): steadier at "
                         "high learning rates; ignored with --init-from")
@@ -172,7 +176,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
         r = pretrain_hubert(args.manifests, args.targets, args.out, preset=args.preset, init_from=args.init_from,
                             mask_prob=args.mask_prob, mask_length=args.mask_length,
-                            unmasked_weight=args.unmasked_weight,
+                            unmasked_weight=args.unmasked_weight, frontend=args.frontend,
                             model_overrides={"do_stable_layer_norm": True} if args.pre_ln else None,
                             **_train_kwargs(args))
         _report("pretrain", args.out, r.history, r.encoder_dir)

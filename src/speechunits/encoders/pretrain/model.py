@@ -70,13 +70,22 @@ PREPROCESSOR_CONFIG = {
 }
 
 
-def hubert_config(preset: str = DEFAULT_PRESET, **overrides):
-    """The ``HubertConfig`` of a preset (keyword arguments override any field)."""
+FRONTENDS = ("cnn", "fbank")  # LIGHT_CONV at random init; a filterbank-initialised CNN (.frontend)
+
+
+def hubert_config(preset: str = DEFAULT_PRESET, frontend: str = "cnn", **overrides):
+    """The ``HubertConfig`` of a preset and front-end (keyword arguments override any field)."""
     from transformers import HubertConfig
+
+    from speechunits.encoders.pretrain.frontend import fbank_overrides
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if frontend not in FRONTENDS:
+        raise ValueError(f"unknown front-end {frontend!r}; choose one of {', '.join(FRONTENDS)}")
     p = {k: v for k, v in PRESETS[preset].items() if k != "final_dim"}
+    if frontend == "fbank":
+        p.update(fbank_overrides(p["conv_dim"]))
     kernels, strides = LIGHT_CONV
     base = dict(
         conv_kernel=kernels, conv_stride=strides, conv_bias=True, feat_extract_norm="layer",
@@ -93,13 +102,18 @@ def hubert_config(preset: str = DEFAULT_PRESET, **overrides):
     return HubertConfig(**base)
 
 
-def build_model(preset: str = DEFAULT_PRESET, seed: int = 0, **overrides):
-    """A randomly initialised ``HubertModel`` of ``preset`` (initialisation seeded by ``seed``)."""
+def build_model(preset: str = DEFAULT_PRESET, seed: int = 0, frontend: str = "cnn", **overrides):
+    """A freshly initialised ``HubertModel`` of ``preset`` (initialisation seeded by ``seed``);
+    ``frontend="fbank"`` starts its CNN as a filterbank (:mod:`.frontend`)."""
     from transformers import HubertModel
+
+    from speechunits.encoders.pretrain.frontend import init_fbank_frontend_
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = HubertModel(hubert_config(preset, **overrides))
+        model = HubertModel(hubert_config(preset, frontend, **overrides))
+    if frontend == "fbank":
+        init_fbank_frontend_(model, seed)
     return model
 
 

@@ -97,6 +97,7 @@ def pretrain_hubert(
     device: str = "cpu",
     max_utterances: int | None = None,
     model_overrides: dict | None = None,
+    frontend: str = "cnn",
     stop_at: int | None = None,
 ) -> PretrainResult:
     """Pre-train a HuBERT-style encoder on frame targets; see the module docstring.
@@ -111,7 +112,10 @@ def pretrain_hubert(
             always new (the targets changed).
         crop_seconds: longest crop; batch_size x crop_seconds is the audio per step.
         mask_prob, mask_length: span masking (share of frames starting a span, span frames).
-        unmasked_weight: weight of the loss on unmasked frames (HuBERT: 0).
+        unmasked_weight: weight of the loss on unmasked frames (HuBERT: 0; at this scale 1.0
+            teaches the front-end far faster, docs/results.md).
+        frontend: ``"cnn"`` (the light CNN, random init) or ``"fbank"`` (a CNN initialised as a
+            mel filterbank, :mod:`.frontend`); ignored with ``init_from``.
         stop_at: stop at this step with a checkpoint and return an incomplete result (no
             ``encoder/`` yet); calling again with the same arguments continues exactly.
     """
@@ -124,7 +128,7 @@ def pretrain_hubert(
         model = HubertModel.from_pretrained(str(init_from), local_files_only=True)
         final_dim = min(256, model.config.hidden_size)
     else:
-        model = build_model(preset, seed=seed, **(model_overrides or {}))
+        model = build_model(preset, seed=seed, frontend=frontend, **(model_overrides or {}))
         final_dim = final_dim_of(preset)
     cfg = model.config
     frames_of = lambda n: int(frame_lengths(model, [n])[0])  # noqa: E731
@@ -169,6 +173,7 @@ def pretrain_hubert(
     params.update({f"head.{n}": p for n, p in head.named_parameters()})
     run_cfg = {
         "task": "hubert-pretrain", "preset": None if init_from else preset,
+        "frontend": None if init_from else frontend,
         "init_from": str(init_from) if init_from else None,
         "batch_size": batch_size, "crop_seconds": crop_seconds, "lr": lr, "warmup": warmup,
         "final_lr_ratio": final_lr_ratio, "weight_decay": weight_decay, "clip": clip, "mask_prob": mask_prob,
