@@ -24,27 +24,11 @@ import torch
 SR, WIN, HOP = 16000, 400, 320
 
 
-def mel_quadrature_filterbank(n_bands: int = 64, lo: float = 60.0, hi: float = 7600.0) -> tuple[np.ndarray, np.ndarray]:
-    """``(cos, sin)`` filters ``[n_bands, 400]``: Hann-windowed band-limited envelopes (one mel band
-    wide) on the band centre's carrier, unit energy per pair; ``|cos * x| + |sin * x|`` is the band's
-    envelope magnitude."""
-    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
-    imel = lambda m: 700 * (10 ** (m / 2595) - 1)  # noqa: E731
-    edges = imel(np.linspace(mel(lo), mel(hi), n_bands + 2))
-    t = np.arange(WIN) - (WIN - 1) / 2
-    cos, sin = [], []
-    for b in range(n_bands):
-        fc, half = (edges[b] + edges[b + 2]) / 2, (edges[b + 2] - edges[b]) / 2
-        env = np.sinc(2 * half / SR * t) * np.hanning(WIN)
-        c, s = env * np.cos(2 * np.pi * fc / SR * t), env * np.sin(2 * np.pi * fc / SR * t)
-        norm = np.sqrt((c**2).sum() + (s**2).sum())
-        cos.append(c / norm)
-        sin.append(s / norm)
-    return np.array(cos), np.array(sin)
-
-
 def fbank_features(wave: np.ndarray, log: bool) -> np.ndarray:
-    c, s = mel_quadrature_filterbank()
+    """Band magnitudes ``|cos * x| + |sin * x|`` of the ``fbank`` front-end's 64-band filterbank."""
+    from speechunits.encoders.pretrain.frontend import mel_quadrature_filterbank
+
+    c, s = mel_quadrature_filterbank(64)
     n = (len(wave) - WIN) // HOP + 1
     frames = np.lib.stride_tricks.sliding_window_view(wave, WIN)[::HOP][:n]
     mag = np.abs(frames @ c.T) + np.abs(frames @ s.T)
@@ -79,28 +63,22 @@ def main() -> None:
     from speechunits.data.alignment import Alignment
     from speechunits.encoders import load_encoder
     from speechunits.encoders.pretrain.data import load_audio_set
-    from speechunits.encoders.pretrain.targets import _assign, _kmeans
+    from speechunits.encoders.pretrain.targets import _assign, _kmeans, aligned_subset
     from speechunits.metrics.alignment_metrics import frame_label_pairs, pnmi
 
-    audio = load_audio_set([args.manifest], progress=False)
-    idx, total = [], 0.0
-    for i, u in enumerate(audio.utterances):
-        if u.alignment is not None and total < args.seconds:
-            idx.append(i)
-            total += len(audio.waves[i]) / SR
-    if not idx:
-        raise SystemExit(f"{args.manifest}: no utterance has an alignment")
-    alignments = [Alignment.load(audio.utterances[i].alignment) for i in idx]
+    sub = aligned_subset(load_audio_set([args.manifest], progress=False), args.seconds)
+    total, n = sub.seconds(), len(sub.waves)
+    alignments = [Alignment.load(u.alignment) for u in sub.utterances]
     for spec in args.encoders:
         if spec == "mfcc":
             enc = load_encoder("mfcc")
-            feats = [{"mfcc": enc.encode([audio.waves[i]], [0])[0][:, 0].numpy()} for i in idx]
+            feats = [{"mfcc": enc.encode([w], [0])[0][:, 0].numpy()} for w in sub.waves]
         elif spec in ("fbank", "fbank-log"):
-            feats = [{spec: fbank_features(audio.crop(i), log=spec == "fbank-log")} for i in idx]
+            feats = [{spec: fbank_features(sub.crop(i), log=spec == "fbank-log")} for i in range(n)]
         else:
             model = HubertModel.from_pretrained(spec, local_files_only=True).eval()
-            # the encoder's own input normalisation (do_normalize), as HFEncoder applies it
-            feats = [model_features(model, audio.crop(i)) for i in idx]
+            # normalised input (do_normalize), as in training and as HFEncoder applies it
+            feats = [model_features(model, sub.crop(i)) for i in range(n)]
         scores = {}
         for name in feats[0]:
             x = np.concatenate([f[name] for f in feats]).astype(np.float32)

@@ -83,6 +83,19 @@ def _sample(feats: list[np.ndarray], col: int, max_frames: int, seed: int) -> np
     return sample_frames((f[:, col] for f in feats), max_frames=max_frames, seed=seed).data
 
 
+def aligned_subset(audio: AudioSet, max_seconds: float) -> AudioSet:
+    """The aligned utterances of ``audio``, in order, until ``max_seconds`` of audio is reached
+    (the audio layers are scored on; raises ``ValueError`` when none is aligned)."""
+    idx, total = [], 0.0
+    for i, u in enumerate(audio.utterances):
+        if u.alignment is not None and total < max_seconds:
+            idx.append(i)
+            total += len(audio.waves[i]) / 16000
+    if not idx:
+        raise ValueError("no utterance has an alignment: cannot score layers by PNMI")
+    return AudioSet([audio.ids[i] for i in idx], [audio.waves[i] for i in idx], [audio.utterances[i] for i in idx])
+
+
 def choose_layer(
     enc, audio: AudioSet, *, k: int = 100, seed: int = 0, max_seconds: float = 600.0, progress: bool = True,
     layers: Sequence[int] | None = None,
@@ -96,14 +109,8 @@ def choose_layer(
     from speechunits.data.alignment import Alignment
     from speechunits.metrics.alignment_metrics import frame_label_pairs, pnmi
 
-    idx, total = [], 0.0
-    for i, u in enumerate(audio.utterances):
-        if u.alignment is not None and total < max_seconds:
-            idx.append(i)
-            total += len(audio.waves[i]) / 16000
-    if not idx:
-        raise ValueError("no utterance has an alignment: cannot choose a layer by PNMI")
-    sub = AudioSet([audio.ids[i] for i in idx], [audio.waves[i] for i in idx], [audio.utterances[i] for i in idx])
+    sub = aligned_subset(audio, max_seconds)
+    total = sub.seconds()
     alignments = [Alignment.load(u.alignment) for u in sub.utterances]
     if layers is None:
         layers = list(range(1, enc.num_layers + 1)) or [0]
