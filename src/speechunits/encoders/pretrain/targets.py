@@ -46,6 +46,7 @@ class TargetsResult:
     layer: int
     layer_scores: dict[int, float] = field(default_factory=dict)  # PNMI per candidate layer
     frames: int = 0
+    baseline_pnmi: float | None = None  # ``baseline`` encoder's PNMI on the same aligned audio
 
 
 def _encoder(spec, device):
@@ -138,6 +139,7 @@ def fit_targets(
     max_frames: int = 250_000,
     select_by_pnmi: bool = True,
     select_seconds: float = 600.0,
+    baseline: str | None = None,
     device: str = "cpu",
     progress: bool = True,
 ) -> TargetsResult:
@@ -150,6 +152,8 @@ def fit_targets(
         layer: the layer to cluster; ``None``: 0 for spectral encoders, else by PNMI when
             alignments exist (``select_by_pnmi``), else the middle layer.
         k: clusters. max_frames: k-means is fitted on a uniform sample of at most this many frames.
+        baseline: a spectral encoder name (e.g. ``"mfcc"``) whose k-means PNMI at the same ``k`` on
+            the same aligned audio is returned as ``baseline_pnmi``: the bar the layers should clear.
     """
     from speechunits.tokens import Units
     from speechunits.tokens.io import write_jsonl
@@ -186,7 +190,11 @@ def fit_targets(
     write_jsonl(out_path, units, config)
     _save_codebook(km, Path(str(out_path) + ".kmeans.safetensors"))
     log.info("wrote %s: %d utterances, k=%d, layer %d (%s)", out_path, len(units), k, layer, how)
-    return TargetsResult(out_path, int(k), int(layer), scores, sum(len(u) for u in units))
+    base = None
+    if baseline is not None:
+        base = choose_layer(_encoder(baseline, device), audio, k=k, seed=seed, max_seconds=select_seconds,
+                            progress=progress)[1][0]
+    return TargetsResult(out_path, int(k), int(layer), scores, sum(len(u) for u in units), base)
 
 
 def quantize_targets(
