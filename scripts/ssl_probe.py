@@ -58,14 +58,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    from transformers import HubertModel
+    from transformers import AutoModel
 
     from speechunits.data.alignment import Alignment
     from speechunits.encoders import load_encoder
     from speechunits.encoders.pretrain.data import load_audio_set
+    from speechunits.encoders.logmel_hubert import register_auto_classes
     from speechunits.encoders.pretrain.targets import _assign, _kmeans, aligned_subset
     from speechunits.metrics.alignment_metrics import frame_label_pairs, pnmi
 
+    register_auto_classes()  # our log-mel encoders
     sub = aligned_subset(load_audio_set([args.manifest], progress=False), args.seconds)
     total, n = sub.seconds(), len(sub.waves)
     alignments = [Alignment.load(u.alignment) for u in sub.utterances]
@@ -76,7 +78,7 @@ def main() -> None:
         elif spec in ("fbank", "fbank-log"):
             feats = [{spec: fbank_features(sub.crop(i), log=spec == "fbank-log")} for i in range(n)]
         else:
-            model = HubertModel.from_pretrained(spec, local_files_only=True).eval()
+            model = AutoModel.from_pretrained(spec, local_files_only=True).eval()
             # normalised input (do_normalize), as in training and as HFEncoder applies it
             feats = [model_features(model, sub.crop(i)) for i in range(n)]
         scores = {}

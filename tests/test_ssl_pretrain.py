@@ -164,6 +164,43 @@ def test_fbank_frontend_is_a_filterbank_on_the_50hz_grid(tmp_path):
         build_model("tiny", frontend="mel")
 
 
+def test_logmel_frontend_is_a_log_filterbank_on_the_50hz_grid(tmp_path):
+    from transformers import AutoModel
+
+    from speechunits.encoders import HFEncoder, load_encoder
+    from speechunits.encoders.logmel_hubert import LogMelHubertModel
+    from speechunits.encoders.pretrain import save_encoder
+    from speechunits.encoders.pretrain.frontend import mel_quadrature_filterbank
+
+    m = build_model("tiny", frontend="logmel", seed=4).eval()
+    assert isinstance(m, LogMelHubertModel) and m.config.model_type == "logmel-hubert"
+    for n in (400, 719, 720, 16000):
+        with torch.no_grad():
+            assert m(torch.randn(1, n)).last_hidden_state.shape[1] == (n - 400) // 320 + 1
+    # the front-end is the log power of the mel quadrature pairs, band by band
+    nb = m.config.n_mels
+    cos, sin = mel_quadrature_filterbank(nb)
+    t = np.arange(400) / 16000
+    centre = float(np.abs(np.fft.rfft(cos[30], 4096)).argmax()) * 16000 / 4096
+    tone = np.sin(2 * np.pi * centre * t + 0.7).astype(np.float32)
+    with torch.no_grad():
+        logp = m.feature_extractor(torch.from_numpy(tone)[None])[0, :, 0].numpy()
+    expect = np.log((cos @ tone) ** 2 + (sin @ tone) ** 2 + m.config.log_floor)
+    assert np.allclose(logp, expect, atol=1e-4)
+    assert logp.argmax() == 30 and logp[30] > logp[10] + 5  # log: a tone is orders above a far band
+    # saved and reloaded through the HF path (AutoModel knows the type), same features
+    d = save_encoder(m, tmp_path / "enc")
+    assert type(AutoModel.from_pretrained(str(d))).__name__ == "LogMelHubertModel"
+    enc = load_encoder(str(d))
+    assert isinstance(enc, HFEncoder) and enc.pad_safe and enc.frame_rate == 50
+    rng = np.random.default_rng(1)
+    waves = [rng.standard_normal(n).astype(np.float32) for n in (8000, 11111)]
+    alone = [enc.encode([w], [0, 2])[0] for w in waves]
+    assert alone[0].shape == ((8000 - 400) // 320 + 1, 2, 32)
+    batched = HFEncoder(m, normalize=True, batch_size=2).encode(waves, [0, 2])  # padded batch: exact
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(alone, batched))
+
+
 def test_saved_encoder_loads_with_the_same_weights(tmp_path):
     from speechunits.encoders import HFEncoder, load_encoder
     from speechunits.encoders.pretrain import save_encoder
@@ -243,6 +280,21 @@ def test_pretraining_loss_decreases_and_the_model_loads(corpus, mfcc_targets, tm
     head = load_head(tmp_path / "run")
     assert head(torch.zeros(3, 32)).shape == (3, 20)
     assert json.loads((r.encoder_dir / "speechunits_training.json").read_text())["k"] == 20
+
+
+def test_logmel_encoder_pretrains_and_warm_starts_a_second_iteration(corpus, mfcc_targets, tmp_path):
+    from safetensors.torch import load_file
+
+    from speechunits.encoders.logmel_hubert import LogMelHubertModel
+
+    r = pretrain_hubert(corpus, mfcc_targets, tmp_path / "it1", steps=8, seed=0, frontend="logmel", **FAST)
+    filters0 = build_model("tiny", frontend="logmel").feature_extractor.filters.weight.detach()
+    filters1 = load_file(str(r.encoder_dir / "model.safetensors"))["feature_extractor.filters.weight"]
+    assert not torch.equal(filters0, filters1)  # the filterbank is trained with the rest
+    r2 = pretrain_hubert(corpus, mfcc_targets, tmp_path / "it2", steps=2, seed=0, init_from=r.encoder_dir, **FAST)
+    from transformers import AutoModel
+
+    assert isinstance(AutoModel.from_pretrained(str(r2.encoder_dir)), LogMelHubertModel)
 
 
 def test_resume_is_exact(corpus, mfcc_targets, tmp_path):

@@ -49,9 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--mask-length", type=int, default=10, help="masked span in frames (10)")
     r.add_argument("--unmasked-weight", type=float, default=0.0,
                    help="loss weight of unmasked frames (HuBERT: 0; 1.0 teaches a small model's front-end faster)")
-    r.add_argument("--frontend", default="cnn", choices=("cnn", "fbank"),
-                   help="CNN front-end: 'cnn' (light CNN, random init) or 'fbank' (initialised as a mel "
-                        "filterbank; learns far faster at this scale); ignored with --init-from")
+    r.add_argument("--frontend", default="cnn", choices=("cnn", "fbank", "logmel"),
+                   help="front-end: 'cnn' (light CNN, random init), 'fbank' (CNN initialised as a mel "
+                        "filterbank; learns far faster at this scale) or 'logmel' (a learnable log-mel "
+                        "filterbank instead of the CNN); ignored with --init-from")
     r.add_argument("--pre-ln", action="store_true",
                    help="pre-LN transformer (HF do_stable_layer_norm, as wav2vec 2.0 Large): steadier at "
                         "high learning rates; ignored with --init-from")

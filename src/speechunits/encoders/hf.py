@@ -64,7 +64,7 @@ from speechunits.encoders.hub import (
 from speechunits.encoders.layers import run_to_layers
 from speechunits.encoders.windows import plan_windows
 
-SUPPORTED_TYPES = ("hubert", "wav2vec2", "wavlm", "data2vec-audio")
+SUPPORTED_TYPES = ("hubert", "wav2vec2", "wavlm", "data2vec-audio", "logmel-hubert")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 __all__ = ["EncoderNotFoundError", "HFEncoder", "SUPPORTED_TYPES"]
 
@@ -166,6 +166,9 @@ class HFEncoder(Encoder):
             from transformers import AutoModel
         except ImportError as e:  # pragma: no cover - depends on the install
             raise ImportError("Hugging Face encoders need transformers: pip install 'speechunits[hf]'") from e
+        from speechunits.encoders.logmel_hubert import register_auto_classes
+
+        register_auto_classes()  # our own encoders' model type ("logmel-hubert")
         _check_device(device)
         name = os.fspath(name_or_path)
         local = Path(name).expanduser()

@@ -5,9 +5,10 @@ No pretrained SSL encoder can be had offline, so the default is trained here, st
 1. ``data``: the aligned synthetic corpus (espeak-ng + MBROLA), plus LibriSpeech-mini
    ``train-clean-100`` from the shared data folder when present (pinned in ``work/real_train.tsv``);
 2. ``targets1``: k-means (k = 100) of MFCCs over the training manifests;
-3. ``pretrain1``: HuBERT masked prediction on them (preset ``medium``; its CNN starts as a mel
-   filterbank and unmasked frames are predicted too, lr 2e-4: with HuBERT's own settings the
-   front-end did not learn at this scale, docs/results.md);
+3. ``pretrain1``: HuBERT masked prediction on them (preset ``medium``; a learnable log-mel
+   filterbank in place of the CNN, :mod:`speechunits.encoders.logmel_hubert`, and unmasked frames
+   are predicted too, lr 2e-4: with HuBERT's own settings the front-end did not learn at this
+   scale, docs/results.md);
 4. ``targets2``: k-means (k = 500) of the iteration-1 layer with the best PNMI on the synthetic
    train alignments (the only aligned data), and of MFCCs on the same audio: the bar the encoder
    should clear (``beats_mfcc`` in recipe.json);
@@ -70,7 +71,7 @@ class Scale:
     spin_lr: float
     trainable_layers: int  # top layers DC-Spin fine-tunes
     pretrain_lr: float
-    frontend: str  # iteration 1's CNN: "fbank" (filterbank init) or "cnn" (random init)
+    frontend: str  # iteration 1's front-end: "logmel", "fbank" (filterbank-initialised CNN) or "cnn"
     unmasked_weight: float  # loss weight of unmasked frames in both iterations (HuBERT: 0)
     checkpoint_every: int
     check_utterances: int  # held-out utterances encoded to check the saved tokenizer
@@ -86,13 +87,13 @@ SCALES: dict[str, Scale] = {
     "full": Scale(synth_minutes=15.0, synth_minutes_alone=75.0, real_max_utterances=None, preset="medium",
                   batch_size=8, crop_seconds=3.0, k1=100, steps1=1000, k2=500, steps2=800, select_seconds=600.0,
                   ctc_steps=300, codebooks=(500, 2048), spin_steps=300, spin_batch_size=16, spin_lr=1e-4,
-                  trainable_layers=2, pretrain_lr=2e-4, frontend="fbank", unmasked_weight=1.0,
+                  trainable_layers=2, pretrain_lr=2e-4, frontend="logmel", unmasked_weight=1.0,
                   checkpoint_every=100, check_utterances=20),
     # Tests: the same stages, a 0.5-minute corpus, the tiny model, a handful of steps.
     "tiny": Scale(synth_minutes=0.5, synth_minutes_alone=0.5, real_max_utterances=2, preset="tiny",
                   batch_size=2, crop_seconds=1.0, k1=20, steps1=4, k2=30, steps2=3, select_seconds=30.0,
                   ctc_steps=3, codebooks=(30, 60), spin_steps=3, spin_batch_size=2, spin_lr=1e-4,
-                  trainable_layers=1, pretrain_lr=2e-3, frontend="fbank", unmasked_weight=1.0,
+                  trainable_layers=1, pretrain_lr=2e-3, frontend="logmel", unmasked_weight=1.0,
                   checkpoint_every=0, check_utterances=2),
 }
 

@@ -70,13 +70,18 @@ PREPROCESSOR_CONFIG = {
 }
 
 
-FRONTENDS = ("cnn", "fbank")  # LIGHT_CONV at random init; a filterbank-initialised CNN (.frontend)
+# LIGHT_CONV at random init; a filterbank-initialised CNN (.frontend); a learnable log-mel
+# filterbank in place of the CNN (speechunits.encoders.logmel_hubert.LogMelHubertModel).
+FRONTENDS = ("cnn", "fbank", "logmel")
+LOGMEL_BANDS = 80
 
 
 def hubert_config(preset: str = DEFAULT_PRESET, frontend: str = "cnn", **overrides):
-    """The ``HubertConfig`` of a preset and front-end (keyword arguments override any field)."""
+    """The ``HubertConfig`` of a preset and front-end (keyword arguments override any field);
+    ``frontend="logmel"`` gives a :class:`~speechunits.encoders.logmel_hubert.LogMelHubertConfig`."""
     from transformers import HubertConfig
 
+    from speechunits.encoders.logmel_hubert import LogMelHubertConfig
     from speechunits.encoders.pretrain.frontend import fbank_overrides
 
     if preset not in PRESETS:
@@ -98,20 +103,30 @@ def hubert_config(preset: str = DEFAULT_PRESET, frontend: str = "cnn", **overrid
         mask_time_prob=0.08, mask_time_length=10, mask_time_min_masks=2, mask_feature_prob=0.0,
     )
     base.update(p)
+    if frontend == "logmel":
+        # Log band powers go straight into the projection: a per-frame layer norm would remove
+        # the frame's loudness, which tells silence and speech apart.
+        base.update(feat_proj_layer_norm=False, n_mels=LOGMEL_BANDS)
+        base.update(overrides)
+        return LogMelHubertConfig(**base)
     base.update(overrides)
     return HubertConfig(**base)
 
 
 def build_model(preset: str = DEFAULT_PRESET, seed: int = 0, frontend: str = "cnn", **overrides):
     """A freshly initialised ``HubertModel`` of ``preset`` (initialisation seeded by ``seed``);
-    ``frontend="fbank"`` starts its CNN as a filterbank (:mod:`.frontend`)."""
+    ``frontend="fbank"`` starts its CNN as a filterbank (:mod:`.frontend`), ``"logmel"`` replaces
+    it with a learnable log-mel filterbank (a ``LogMelHubertModel``)."""
     from transformers import HubertModel
 
+    from speechunits.encoders.logmel_hubert import LogMelHubertModel, register_auto_classes
     from speechunits.encoders.pretrain.frontend import init_fbank_frontend_
 
+    register_auto_classes()
+    cls = LogMelHubertModel if frontend == "logmel" else HubertModel
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = HubertModel(hubert_config(preset, frontend, **overrides))
+        model = cls(hubert_config(preset, frontend, **overrides))
     if frontend == "fbank":
         init_fbank_frontend_(model, seed)
     return model

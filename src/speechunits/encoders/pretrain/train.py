@@ -114,18 +114,22 @@ def pretrain_hubert(
         mask_prob, mask_length: span masking (share of frames starting a span, span frames).
         unmasked_weight: weight of the loss on unmasked frames (HuBERT: 0; at this scale 1.0
             teaches the front-end far faster, docs/results.md).
-        frontend: ``"cnn"`` (the light CNN, random init) or ``"fbank"`` (a CNN initialised as a
-            mel filterbank, :mod:`.frontend`); ignored with ``init_from``.
+        frontend: ``"cnn"`` (the light CNN, random init), ``"fbank"`` (a CNN initialised as a
+            mel filterbank, :mod:`.frontend`) or ``"logmel"`` (a learnable log-mel filterbank,
+            :mod:`speechunits.encoders.logmel_hubert`); ignored with ``init_from``.
         stop_at: stop at this step with a checkpoint and return an incomplete result (no
             ``encoder/`` yet); calling again with the same arguments continues exactly.
     """
-    from transformers import HubertModel
+    from transformers import AutoModel
 
+    from speechunits.encoders.logmel_hubert import register_auto_classes
+
+    register_auto_classes()
     out = Path(out_dir)
     audio = load_audio_set(manifest, max_utterances=max_utterances, progress=progress)
     table, k, tcfgs = read_targets(targets)
     if init_from is not None:
-        model = HubertModel.from_pretrained(str(init_from), local_files_only=True)
+        model = AutoModel.from_pretrained(str(init_from), local_files_only=True)
         final_dim = min(256, model.config.hidden_size)
     else:
         model = build_model(preset, seed=seed, frontend=frontend, **(model_overrides or {}))
@@ -166,7 +170,7 @@ def pretrain_hubert(
             logits_u = head(hidden[u])
             loss_u = F.cross_entropy(logits_u, y[u])
             loss = loss + unmasked_weight * loss_u
-            metrics["loss_unmasked"] = float(loss_u)
+            metrics["loss_unmasked"] = float(loss_u.detach())
         return loss, metrics
 
     params = {f"encoder.{n}": p for n, p in model.named_parameters()}
