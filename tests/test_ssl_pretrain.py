@@ -362,5 +362,11 @@ def test_cli_targets_pretrain_spin(corpus, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "pretrain: 3 steps" in out and "dc-spin: 3 steps" in out
     assert (tmp_path / "s" / "quantizer" / "config.json").is_file()
+    from speechunits.tokenizer import Tokenizer  # the run is also an ordinary tokenizer
+
+    tok = Tokenizer.from_pretrained(str(tmp_path / "s" / "tokenizer"))
+    wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    ids = np.asarray(tok.encode(wave).ids)
+    assert tok.config()["k"] == 8 and ids.shape[0] == 49 and ids.min() >= 0 and ids.max() < 8
     assert main(["ssl", "pretrain", str(corpus), "--targets", str(tmp_path / "missing.jsonl"), "--out",
                  str(tmp_path / "x"), "--preset", "tiny", *common]) == 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -198,9 +199,26 @@ def _spin(args: argparse.Namespace) -> int:
         _report("spin" if len(args.codebooks) == 1 else "dc-spin", args.out, r.history, r.encoder_dir)
         if r.encoder_dir is not None:
             print(f"quantizer: {args.out}/quantizer (primary codebook, k={args.codebooks[0]})")
+            print(f"tokenizer: {_save_spin_tokenizer(args.out)} (speechunits tokenize / eval --tokenizer)")
         return 0
 
     return _run(go)
+
+
+def _save_spin_tokenizer(run_dir: str) -> Path:
+    """``RUN/tokenizer``: the fine-tuned encoder + primary codebook as an ordinary tokenizer."""
+    import shutil
+
+    from speechunits.quantizers.dcspin import load_spin
+    from speechunits.tokenizer import Tokenizer
+
+    enc, q = load_spin(run_dir)
+    final, tmp = Path(run_dir) / "tokenizer", Path(run_dir) / ".tokenizer.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    Tokenizer(enc, q).save_pretrained(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
 
 
 def _ctc(args: argparse.Namespace) -> int:
