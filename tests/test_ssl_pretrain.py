@@ -181,13 +181,15 @@ def test_logmel_frontend_is_a_log_filterbank_on_the_50hz_grid(tmp_path):
     nb = m.config.n_mels
     cos, sin = mel_quadrature_filterbank(nb)
     t = np.arange(400) / 16000
-    centre = float(np.abs(np.fft.rfft(cos[30], 4096)).argmax()) * 16000 / 4096
+    b, far = 2 * nb // 3, nb // 6
+    centre = float(np.abs(np.fft.rfft(cos[b], 4096)).argmax()) * 16000 / 4096
     tone = np.sin(2 * np.pi * centre * t + 0.7).astype(np.float32)
     with torch.no_grad():
         logp = m.feature_extractor(torch.from_numpy(tone)[None])[0, :, 0].numpy()
     expect = np.log((cos @ tone) ** 2 + (sin @ tone) ** 2 + m.config.log_floor)
     assert np.allclose(logp, expect, atol=1e-4)
-    assert logp.argmax() == 30 and logp[30] > logp[10] + 5  # log: a tone is orders above a far band
+    # unit-energy bands: a narrower neighbour may peak a little higher at the same tone
+    assert abs(int(logp.argmax()) - b) <= 1 and logp[b] > logp[far] + 5  # log: orders above a far band
     # saved and reloaded through the HF path (AutoModel knows the type), same features
     d = save_encoder(m, tmp_path / "enc")
     assert type(AutoModel.from_pretrained(str(d))).__name__ == "LogMelHubertModel"

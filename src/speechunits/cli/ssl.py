@@ -54,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="front-end: 'cnn' (light CNN, random init), 'fbank' (CNN initialised as a mel "
                         "filterbank; learns far faster at this scale) or 'logmel' (a learnable log-mel "
                         "filterbank instead of the CNN); ignored with --init-from")
+    r.add_argument("--n-mels", type=int, default=None,
+                   help="bands of the 'logmel' front-end (default 23, as Kaldi's MFCC)")
     r.add_argument("--pre-ln", action="store_true",
                    help="pre-LN transformer (HF do_stable_layer_norm, as wav2vec 2.0 Large): steadier at "
                         "high learning rates; ignored with --init-from")
@@ -179,7 +181,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         r = pretrain_hubert(args.manifests, args.targets, args.out, preset=args.preset, init_from=args.init_from,
                             mask_prob=args.mask_prob, mask_length=args.mask_length,
                             unmasked_weight=args.unmasked_weight, frontend=args.frontend,
-                            model_overrides={"do_stable_layer_norm": True} if args.pre_ln else None,
+                            model_overrides=_model_overrides(args),
                             **_train_kwargs(args))
         _report("pretrain", args.out, r.history, r.encoder_dir)
         return 0
@@ -203,6 +205,17 @@ def _spin(args: argparse.Namespace) -> int:
         return 0
 
     return _run(go)
+
+
+def _model_overrides(args: argparse.Namespace) -> dict | None:
+    out: dict = {}
+    if args.pre_ln:
+        out["do_stable_layer_norm"] = True
+    if args.n_mels is not None:
+        if args.frontend != "logmel":
+            raise ValueError("--n-mels needs --frontend logmel")
+        out["n_mels"] = args.n_mels
+    return out or None
 
 
 def _save_spin_tokenizer(run_dir: str) -> Path:

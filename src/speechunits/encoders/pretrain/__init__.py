@@ -1,9 +1,11 @@
 """The project's own HuBERT-style encoder and its pre-training (HuBERT iterations, SpinHuBERT).
 
 No pretrained SSL speech encoder can be had offline here, so the project trains a small one: a
-plain transformers ``HubertModel`` with a light CNN (same 400-sample window / 320-sample hop as
-HuBERT, so 50 Hz frames line up with every other encoder and with frame labels), pre-trained by
-masked prediction of cluster targets:
+transformers ``HubertModel`` whose front-end is a light CNN, a filterbank-initialised CNN, or a
+learnable log-mel filterbank (``LogMelHubertModel``, :mod:`speechunits.encoders.logmel_hubert`;
+the recipe's choice), always a 400-sample window every 320 samples as in HuBERT, so 50 Hz frames
+line up with every other encoder and with frame labels, pre-trained by masked prediction of
+cluster targets:
 
 1. iteration 1: k-means (k = 100) of MFCCs           -> :func:`fit_targets` (``encoder="mfcc"``)
 2. iteration 2: k-means of a hidden layer of model 1 -> :func:`fit_targets` (``encoder=<model 1>``)
