@@ -1,9 +1,11 @@
-"""``speechunits demo``: the main job on the built-in default, end to end, in a few minutes.
+"""``speechunits demo``: the main job with the bundled default tokenizer, end to end, in minutes.
 
-Synthesizes the aligned corpus (or reuses it), fits the default tokenizer (k-means on MFCC,
-until the bundled SSL tokenizer exists) on its train split, tokenizes the test split (test
-speakers never seen in training) and the LibriSpeech files of ../shared/data when present,
-and prints a short summary.
+Synthesizes the aligned corpus (or reuses it), tokenizes its test split (speakers never seen in
+training) and the LibriSpeech files of ../shared/data when present with the bundled default
+tokenizer (or ``--tokenizer``), writes the evaluation report of the test split and of the
+held-out real speech (LibriSpeech ``test-other``, and ``librivox-aligned`` for PNMI on real
+speech, when present) to ``OUT/eval/`` (metrics.json, report.md, report.html), and prints the
+report's headline numbers.
 """
 
 from __future__ import annotations
@@ -16,49 +18,55 @@ import numpy as np
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="synthesize a corpus, fit the default tokenizer, tokenize the test split")
+    p = sub.add_parser("demo", help="tokenize a synthetic corpus (and LibriSpeech) with the default tokenizer; "
+                                    "write and summarise its evaluation report")
     p.add_argument("--out", default="out/demo", help="working folder (default out/demo)")
-    p.add_argument("--minutes", type=float, default=10.0, help="corpus size (default 10)")
-    p.add_argument("--k", type=int, default=100, help="codebook size (default 100)")
+    p.add_argument("--tokenizer", default="default", help="tokenizer directory (default: the bundled one)")
+    p.add_argument("--minutes", type=float, default=10.0, help="synthetic corpus size (default 10)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--librispeech", default=None, help="a LibriSpeech folder to tokenize too (default: ../shared/data/librispeech-mini if present)")
+    p.add_argument("--librispeech", default=None,
+                   help="a LibriSpeech folder to tokenize too (default: ../shared/data/librispeech-mini if present); "
+                        "'none' for none")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.set_defaults(func=run)
 
 
-def _default_librispeech() -> Path | None:
+def _shared(name: str) -> Path | None:
+    """``../shared/data/<name>`` beside the checkout (or the working directory), if it exists."""
     here = Path(__file__).resolve()
     for parent in here.parents:
-        cand = parent.parent / "shared" / "data" / "librispeech-mini"
+        cand = parent.parent / "shared" / "data" / name
         if cand.is_dir():
             return cand
-    cand = Path.cwd().parent / "shared" / "data" / "librispeech-mini"
+    cand = Path.cwd().parent / "shared" / "data" / name
     return cand if cand.is_dir() else None
 
 
+def _default_librispeech() -> Path | None:
+    return _shared("librispeech-mini")
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from speechunits.batch import tokenize_corpus
     from speechunits.data.corpus import synthesize_corpus
     from speechunits.data.manifest import read_manifest
-    from speechunits.encoders import load_encoder
-    from speechunits.fit import fit_tokenizers
+    from speechunits.evaluation import EvalConfig, evaluate_and_report
     from speechunits.tokenizer import Tokenizer
     from speechunits.tokens import read_jsonl
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     corpus = out / "corpus"
     summary = synthesize_corpus(corpus, minutes=args.minutes, seed=args.seed, progress=True)
     print(summary.format())
-    tok_dir = out / f"tokenizer-mfcc-k{args.k}"
-    if (tok_dir / "config.json").is_file():
-        tok = Tokenizer.from_pretrained(tok_dir)
-        print(f"reusing tokenizer {tok_dir}")
-    else:
-        tok = fit_tokenizers(load_encoder("mfcc"), read_manifest(corpus / "train.jsonl"), layers=[0], ks=[args.k],
-                             seed=args.seed, n_init=3, progress=True, data_name=str(corpus / "train.jsonl"))[0]
-        tok.save_pretrained(tok_dir)
-        print(f"fitted tokenizer {tok_dir}")
+    tok = Tokenizer.from_pretrained(args.tokenizer)
+    enc = tok.config()["encoder"]
+    print(f"tokenizer: {args.tokenizer} ({enc.get('type')} encoder {enc.get('name')}, k = {tok.vocab_sizes[0]})")
     sets = {"synthetic test speakers": read_manifest(corpus / "test.jsonl")}
-    libri = Path(args.librispeech) if args.librispeech else _default_librispeech()
+    libri = None if args.librispeech == "none" else Path(args.librispeech) if args.librispeech else _default_librispeech()
     if libri is not None and libri.is_dir():
         sets["LibriSpeech (" + libri.name + ")"] = read_manifest(libri)
     results = {}
@@ -80,5 +88,33 @@ def run(args: argparse.Namespace) -> int:
             "codebook_utilization": round(used, 3),
             "real_time_factor": round(report.real_time_factor, 4) if report.written else None,
         }
-    print(json.dumps({"tokenizer": str(tok_dir), "k": tok.vocab_sizes[0], "results": results}, indent=2))
+    print(json.dumps({"tokenizer": str(args.tokenizer), "k": tok.vocab_sizes[0], "tokenized": results}, indent=2))
+
+    # The report: the synthetic test split, and the real speech no default was trained on.
+    data = [str(corpus / "test.jsonl")]
+    if libri is not None and (libri / "test-other").is_dir():
+        data.append(str(libri / "test-other"))
+    librivox = _shared("librivox-aligned")
+    if libri is not None and args.librispeech is None and librivox is not None:
+        data.append(str(librivox))
+    metrics = evaluate_and_report(tok, data, out / "eval", EvalConfig(seed=args.seed, progress=False),
+                                  name=Path(str(args.tokenizer)).name, tokenizer_path=str(args.tokenizer))
+    print("headline numbers (full report: " + str(out / "eval" / "report.md") + "):")
+    print(_headline(metrics))
     return 0
+
+
+HEADLINE = (("PNMI", "pnmi", 3), ("ABX within %", "abx_within_units_pct", 1), ("utilization", "utilization", 3),
+            ("bit/s", "entropy_bitrate", 0), ("mean UED", "ued_mean", 3), ("RTF", "rtf", 4))
+
+
+def _headline(metrics: dict) -> str:
+    """One line per dataset of the report's summary (a dash where a metric was skipped)."""
+    lines = []
+    for row in metrics["summary"]:
+        cells = []
+        for label, key, digits in HEADLINE:
+            v = row.get(key)
+            cells.append(f"{label} {v:.{digits}f}" if isinstance(v, (int, float)) else f"{label} -")
+        lines.append(f"  {row['dataset']}: " + ", ".join(cells))
+    return "\n".join(lines)
