@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="front-end: 'cnn' (light CNN, random init), 'fbank' (CNN initialised as a mel "
                         "filterbank; learns far faster at this scale) or 'logmel' (a learnable log-mel "
                         "filterbank instead of the CNN); ignored with --init-from")
+    r.add_argument("--augment", type=float, default=0.0,
+                   help="share of crops whose input is distorted (speaker perturbation, noise, reverb) while "
+                        "the targets stay the clean audio's (default 0: off)")
     r.add_argument("--n-mels", type=int, default=None,
                    help="bands of the 'logmel' front-end (default 23, as Kaldi's MFCC)")
     r.add_argument("--pre-ln", action="store_true",
@@ -180,7 +183,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
         r = pretrain_hubert(args.manifests, args.targets, args.out, preset=args.preset, init_from=args.init_from,
                             mask_prob=args.mask_prob, mask_length=args.mask_length,
-                            unmasked_weight=args.unmasked_weight, frontend=args.frontend,
+                            unmasked_weight=args.unmasked_weight, frontend=args.frontend, augment=args.augment,
                             model_overrides=_model_overrides(args),
                             **_train_kwargs(args))
         _report("pretrain", args.out, r.history, r.encoder_dir)

@@ -36,8 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from speechunits.data.atomic import atomic_write_text
-from speechunits.encoders.pretrain.data import CropSampler, collate, load_audio_set
-from speechunits.encoders.pretrain.loop import Trainer, step_rng
+from speechunits.encoders.pretrain.augment import augment_crop
+from speechunits.encoders.pretrain.data import CropSampler, collate, load_audio_set, normalize
+from speechunits.encoders.pretrain.loop import Trainer, step_rng, step_seed
 from speechunits.encoders.pretrain.model import (
     DEFAULT_PRESET,
     PretrainHead,
@@ -98,6 +99,7 @@ def pretrain_hubert(
     max_utterances: int | None = None,
     model_overrides: dict | None = None,
     frontend: str = "cnn",
+    augment: float = 0.0,
     stop_at: int | None = None,
 ) -> PretrainResult:
     """Pre-train a HuBERT-style encoder on frame targets; see the module docstring.
@@ -117,6 +119,8 @@ def pretrain_hubert(
         frontend: ``"cnn"`` (the light CNN, random init), ``"fbank"`` (a CNN initialised as a
             mel filterbank, :mod:`.frontend`) or ``"logmel"`` (a learnable log-mel filterbank,
             :mod:`speechunits.encoders.logmel_hubert`); ignored with ``init_from``.
+        augment: share of crops whose input is distorted (speaker perturbation, noise, reverb)
+            while their targets stay those of the clean audio (:mod:`.augment`); 0 = off.
         stop_at: stop at this step with a checkpoint and return an incomplete result (no
             ``encoder/`` yet); calling again with the same arguments continues exactly.
     """
@@ -146,9 +150,22 @@ def pretrain_hubert(
     pad = cfg.feat_extract_norm == "layer"  # group-norm CNNs see padding: cut batches to equal length
     sampler = CropSampler(audio.lengths, batch_size, int(crop_seconds * 16000), seed, pad=pad)
 
+    def _augmented(crops, waves: list, step: int) -> list:
+        """The crops chosen by ``augment`` distorted (raw audio in, normalised like the rest out)."""
+        raws = [audio.crop(c.index, c.start, c.length, normalize=False) for c in crops]
+        pick = step_rng(seed, step, "augment").random(len(crops)) < augment
+        out = list(waves)
+        for b in np.flatnonzero(pick):
+            y, _ = augment_crop(raws[b], step_seed(seed, step, f"augment{b}"), [r for i, r in enumerate(raws) if i != b])
+            out[b] = normalize(y)  # over the crop itself, as Spin's perturbed view (do_normalize models)
+        return out
+
     def loss_fn(step: int):
         crops = sampler.batch(step)
-        x, att, lengths = collate([audio.crop(c.index, c.start, c.length) for c in crops])
+        waves = [audio.crop(c.index, c.start, c.length) for c in crops]
+        if augment > 0:
+            waves = _augmented(crops, waves, step)
+        x, att, lengths = collate(waves)
         nf = frame_lengths(model, lengths)
         T = int(nf.max())
         y = torch.full((len(crops), T), IGNORE, dtype=torch.long)
@@ -181,7 +198,8 @@ def pretrain_hubert(
         "init_from": str(init_from) if init_from else None,
         "batch_size": batch_size, "crop_seconds": crop_seconds, "lr": lr, "warmup": warmup,
         "final_lr_ratio": final_lr_ratio, "weight_decay": weight_decay, "clip": clip, "mask_prob": mask_prob,
-        "mask_length": mask_length, "unmasked_weight": unmasked_weight, "k": k, "final_dim": final_dim,
+        "mask_length": mask_length, "unmasked_weight": unmasked_weight, "augment": augment,
+        "k": k, "final_dim": final_dim,
         "targets": [str(t) for t in ([targets] if isinstance(targets, (str, os.PathLike)) else targets)],
         "model_overrides": model_overrides or {}, "utterances": len(audio), "device": device,
         "checkpoint_every": checkpoint_every, "progress": progress,
