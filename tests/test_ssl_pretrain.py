@@ -299,6 +299,30 @@ def test_logmel_encoder_pretrains_and_warm_starts_a_second_iteration(corpus, mfc
     assert isinstance(AutoModel.from_pretrained(str(r2.encoder_dir)), LogMelHubertModel)
 
 
+def test_augmented_inputs_are_seeded_keep_length_and_change_training(corpus, mfcc_targets, tmp_path):
+    from speechunits.encoders.pretrain.augment import augment_crop
+
+    rng = np.random.default_rng(5)
+    t = np.arange(24000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(24000))
+    x = x.astype(np.float32)
+    outs = [augment_crop(x, s, [x[::-1].copy()]) for s in range(12)]
+    assert all(y.shape == x.shape and np.abs(y).max() <= 1.0 for y, _ in outs)
+    assert {name for _, applied in outs for name in applied} == {"speaker", "noise", "reverb"}
+    for (y, applied), s in zip(outs, range(12)):
+        again, _ = augment_crop(x, s, [x[::-1].copy()])
+        assert np.array_equal(y, again)  # a crop's distortion is a function of its seed
+        assert np.array_equal(y, np.clip(x, -1, 1)) == (not applied)
+    assert augment_crop(np.zeros(8000, np.float32), 1)[0].shape == (8000,)  # silence: no SNR, no crash
+    kw = {**FAST, "frontend": "logmel"}
+    plain = pretrain_hubert(corpus, mfcc_targets, tmp_path / "plain", steps=3, seed=0, **kw)
+    aug = pretrain_hubert(corpus, mfcc_targets, tmp_path / "aug", steps=3, seed=0, augment=1.0, **kw)
+    again = pretrain_hubert(corpus, mfcc_targets, tmp_path / "again", steps=3, seed=0, augment=1.0, **kw)
+    losses = lambda r: [h["loss"] for h in r.history]  # noqa: E731
+    assert losses(aug) == losses(again) and losses(aug) != losses(plain)
+    assert aug.config["augment"] == 1.0
+
+
 def test_resume_is_exact(corpus, mfcc_targets, tmp_path):
     from safetensors.torch import load_file
 
