@@ -49,6 +49,7 @@ import numpy as np
 import parselmouth
 from parselmouth.praat import call, run
 
+from speechunits.audio.errors import AudioError
 from speechunits.audio.perturb._util import (
     as_audio,
     check_range,
@@ -127,6 +128,9 @@ def speaker_perturb(
                     float(pitch_range_ratio),
                     1.0,  # duration factor: timing must not move (units stay aligned)
                 ).values[0]
+            except parselmouth.PraatError as err:  # e.g. a near-silent crop: Praat's median is undefined
+                reason = " ".join(str(err).split())[:160]
+                raise AudioError(op, f"Praat could not change the voice of this audio ({reason})") from None
             finally:
                 run("random_initializeSafelyAndUnpredictably ()\n")
     return to_output(fix_length(y, x.shape[0]), op)
