@@ -66,12 +66,16 @@ class SpinResult:
 
 def perturbed_view(raw: np.ndarray, seed: int) -> np.ndarray:
     """The speaker-perturbed copy of a crop (same length, clipped to [-1, 1] as Spin does)."""
-    from speechunits.audio.errors import AudioWarning
+    from speechunits.audio.errors import AudioError, AudioWarning
     from speechunits.audio.perturb import random_speaker_perturbation
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AudioWarning)  # EQ boosts may peak above 1: clipped below
-        y = random_speaker_perturbation(seed).apply(raw)
+        try:
+            y = random_speaker_perturbation(seed).apply(raw)
+        except AudioError as err:  # rare (Praat cannot re-synthesise a near-silent crop): one easy pair
+            log.warning("speaker perturbation skipped for one crop (seed %d): %s", seed, err.reason)
+            y = np.asarray(raw, dtype=np.float32)
     if len(y) != len(raw):
         raise RuntimeError(f"speaker perturbation changed the length ({len(raw)} -> {len(y)} samples)")
     return np.clip(y, -1.0, 1.0).astype(np.float32)
