@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="share of crops whose input is distorted (speaker perturbation, noise, reverb) while "
                         "the targets stay the clean audio's (default 0: off)")
     r.add_argument("--n-mels", type=int, default=None,
-                   help="bands of the 'logmel' front-end (default 23, as Kaldi's MFCC)")
+                   help="bands of the 'logmel' front-end (default 80)")
     r.add_argument("--pre-ln", action="store_true",
                    help="pre-LN transformer (HF do_stable_layer_norm, as wav2vec 2.0 Large): steadier at "
                         "high learning rates; ignored with --init-from")

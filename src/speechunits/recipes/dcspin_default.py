@@ -88,13 +88,13 @@ SCALES: dict[str, Scale] = {
     "full": Scale(synth_minutes=15.0, synth_minutes_alone=75.0, real_max_utterances=None, preset="medium",
                   batch_size=8, crop_seconds=3.0, k1=100, steps1=1000, k2=500, steps2=800, select_seconds=600.0,
                   ctc_steps=300, codebooks=(500, 2048), spin_steps=300, spin_batch_size=16, spin_lr=1e-4,
-                  trainable_layers=2, pretrain_lr=2e-4, frontend="logmel", n_mels=23, unmasked_weight=1.0,
+                  trainable_layers=2, pretrain_lr=2e-4, frontend="logmel", n_mels=80, unmasked_weight=1.0,
                   checkpoint_every=100, check_utterances=20),
     # Tests: the same stages, a 0.5-minute corpus, the tiny model, a handful of steps.
     "tiny": Scale(synth_minutes=0.5, synth_minutes_alone=0.5, real_max_utterances=2, preset="tiny",
                   batch_size=2, crop_seconds=1.0, k1=20, steps1=4, k2=30, steps2=3, select_seconds=30.0,
                   ctc_steps=3, codebooks=(30, 60), spin_steps=3, spin_batch_size=2, spin_lr=1e-4,
-                  trainable_layers=1, pretrain_lr=2e-3, frontend="logmel", n_mels=23, unmasked_weight=1.0,
+                  trainable_layers=1, pretrain_lr=2e-3, frontend="logmel", n_mels=80, unmasked_weight=1.0,
                   checkpoint_every=0, check_utterances=2),
 }
 
