@@ -394,5 +394,13 @@ def test_cli_targets_pretrain_spin(corpus, tmp_path, capsys):
     wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
     ids = np.asarray(tok.encode(wave).ids)
     assert tok.config()["k"] == 8 and ids.shape[0] == 49 and ids.min() >= 0 and ids.max() < 8
+    # SpinHuBERT: the Spin run's units are the next pre-training's targets
+    st = tmp_path / "spin.targets.jsonl"
+    assert main(["ssl", "targets", str(corpus), "--spin", str(tmp_path / "s"), "--out", str(st), "--no-progress"]) == 0
+    table, k, _ = read_targets(st)
+    assert k == 8 and all(t.max() < 8 for t in table.values())
+    assert main(["ssl", "pretrain", str(corpus), "--targets", str(st), "--out", str(tmp_path / "sh"), "--preset", "tiny",
+                 *common]) == 0
+    assert json.loads((tmp_path / "sh" / "encoder" / "speechunits_training.json").read_text())["k"] == 8
     assert main(["ssl", "pretrain", str(corpus), "--targets", str(tmp_path / "missing.jsonl"), "--out",
                  str(tmp_path / "x"), "--preset", "tiny", *common]) == 2

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="--kind mfcc: the interim default (k-means k=500 on MFCC, fitted on a 30-minute "
         "synthetic corpus, seed 0; minutes). --kind dcspin: the project's own HuBERT-style encoder "
         "(two pre-training iterations) + DC-Spin (500 + 2048 codewords), stage by stage, resumable "
-        "(about 40 min on one thread at --scale full, measured; --scale tiny runs the same stages in under a minute). "
+        "(about 37 min on one thread at --scale full, measured; --scale tiny runs the same stages in under a minute). "
         "Writes OUT/tokenizer (with a model card) and OUT/recipe.json.",
     )
     d.add_argument("--out", required=True, help="working folder")
