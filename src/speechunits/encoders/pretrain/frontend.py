@@ -17,8 +17,8 @@ differently and trained end to end:
   GELU keep the information on both sides of the mean); the remaining channels are random.
 
 What the architecture cannot do is compress: a log of the band magnitudes takes k-means PNMI
-from 0.39 to 0.56 on the same frames, and no HuBERT CNN activation is a log. The transformer has
-to learn that part.
+from 0.39 to 0.56 on the same frames, and no HuBERT CNN activation is a log: the ``logmel``
+front-end (:mod:`speechunits.encoders.logmel_hubert`) is the one that has it.
 
 Example:
     >>> m = build_model("tiny", frontend="fbank")
