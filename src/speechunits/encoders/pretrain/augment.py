@@ -50,20 +50,24 @@ def augment_crop(raw: np.ndarray, seed: int, others: Sequence[np.ndarray] = ()) 
     seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=3)]
     snr, rt60 = float(rng.uniform(*SNR_DB)), float(rng.uniform(*RT60_S))
     babble = bool(rng.random() < 0.5) and len(others) > 0
+    kind = "babble" if babble else "white"
+    steps = [
+        ("speaker", draws[0] < P_SPEAKER, lambda x: random_speaker_perturbation(seeds[0]).apply(x)),
+        ("noise", draws[1] < P_NOISE,
+         lambda x: add_noise(x, snr, kind, seed=seeds[1], sources=list(others) if babble else None)),
+        ("reverb", draws[2] < P_REVERB, lambda x: reverberate(x, rt60, seed=seeds[2])),
+    ]
     y, applied = np.asarray(raw, dtype=np.float32), []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AudioWarning)  # EQ boosts may peak above 1: clipped below
-        try:
-            if draws[0] < P_SPEAKER:
-                y, _ = random_speaker_perturbation(seeds[0]).apply(y), applied.append("speaker")
-            if draws[1] < P_NOISE:
-                kind = "babble" if babble else "white"
-                y = add_noise(y, snr, kind, seed=seeds[1], sources=list(others) if babble else None)
-                applied.append("noise")
-            if draws[2] < P_REVERB:
-                y, _ = reverberate(y, rt60, seed=seeds[2]), applied.append("reverb")
-        except AudioError:
-            pass  # e.g. a silent crop: keep what was applied so far
+        for name, chosen, apply in steps:
+            if not chosen:
+                continue
+            try:
+                y = apply(y)
+            except AudioError:  # e.g. a silent crop has no speech level to set an SNR against
+                continue
+            applied.append(name)
     if len(y) != len(raw):
         raise RuntimeError(f"augmentation changed the length ({len(raw)} -> {len(y)} samples)")
     return np.clip(y, -1.0, 1.0).astype(np.float32), applied
