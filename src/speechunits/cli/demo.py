@@ -42,10 +42,6 @@ def _shared(name: str) -> Path | None:
     return cand if cand.is_dir() else None
 
 
-def _default_librispeech() -> Path | None:
-    return _shared("librispeech-mini")
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -66,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     enc = tok.config()["encoder"]
     print(f"tokenizer: {args.tokenizer} ({enc.get('type')} encoder {enc.get('name')}, k = {tok.vocab_sizes[0]})")
     sets = {"synthetic test speakers": read_manifest(corpus / "test.jsonl")}
-    libri = None if args.librispeech == "none" else Path(args.librispeech) if args.librispeech else _default_librispeech()
+    libri = None if args.librispeech == "none" else Path(args.librispeech) if args.librispeech else _shared("librispeech-mini")
     if libri is not None and libri.is_dir():
         sets["LibriSpeech (" + libri.name + ")"] = read_manifest(libri)
     results = {}

@@ -39,8 +39,9 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, HubertConfig, HubertModel
 
+from speechunits.encoders.pretrain.frontend import HOP, WINDOW, mel_quadrature_filterbank
+
 MODEL_TYPE = "logmel-hubert"
-WINDOW, HOP = 400, 320
 
 
 class LogMelHubertConfig(HubertConfig):
@@ -77,8 +78,6 @@ class LogMelFrontend(nn.Module):
 
     def reset_filterbank_(self) -> None:
         """Set the filters to the mel-spaced quadrature pairs (cos for band b at b, sin at n_mels + b)."""
-        from speechunits.encoders.pretrain.frontend import mel_quadrature_filterbank
-
         cos, sin = mel_quadrature_filterbank(self.n_mels)
         w = torch.from_numpy(np.concatenate([cos, sin])).to(self.filters.weight)
         with torch.no_grad():
