@@ -225,16 +225,15 @@ def _save_spin_tokenizer(run_dir: str) -> Path:
     """``RUN/tokenizer``: the fine-tuned encoder + primary codebook as an ordinary tokenizer."""
     import shutil
 
+    from speechunits.data.atomic import replace_dir
     from speechunits.quantizers.dcspin import load_spin
     from speechunits.tokenizer import Tokenizer
 
     enc, q = load_spin(run_dir)
-    final, tmp = Path(run_dir) / "tokenizer", Path(run_dir) / ".tokenizer.tmp"
+    tmp = Path(run_dir) / ".tokenizer.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     Tokenizer(enc, q).save_pretrained(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
+    return replace_dir(tmp, Path(run_dir) / "tokenizer")
 
 
 def _ctc(args: argparse.Namespace) -> int:

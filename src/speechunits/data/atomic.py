@@ -48,3 +48,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_open(path, "wb") as f:
         f.write(data)
+
+
+def replace_dir(tmp: str | Path, final: str | Path) -> Path:
+    """Move the finished folder ``tmp`` to ``final``, replacing any previous ``final``.
+
+    The previous version is renamed aside first and removed only after the swap, so at every
+    instant either the old or the new folder is complete under a known name.
+    """
+    import shutil
+
+    tmp, final = Path(tmp), Path(final)
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final

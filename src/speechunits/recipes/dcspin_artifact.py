@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from speechunits.data.atomic import atomic_write_text
+from speechunits.data.atomic import atomic_write_text, replace_dir
 
 if TYPE_CHECKING:
     from speechunits.recipes.dcspin_default import Scale
@@ -123,8 +123,7 @@ def assemble(out: Path, cfg: Scale, state: dict) -> dict:
     ids = loaded.encode(check[0]).ids
     if ids.min() < 0 or ids.max() >= cfg.codebooks[0]:
         raise RuntimeError(f"{tmp}: units outside [0, {cfg.codebooks[0]})")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    replace_dir(tmp, final)
     size = dir_bytes(final)
     result.update(bytes=size, max_bytes=MAX_BYTES, size_ok=size <= MAX_BYTES, k=cfg.codebooks[0],
                   layer=int(q.layer), check_files=len(check))

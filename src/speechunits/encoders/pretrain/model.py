@@ -153,6 +153,8 @@ def save_encoder(
 
     import transformers
 
+    from speechunits.data.atomic import replace_dir
+
     d = Path(directory)
     tmp = d.parent / f".{d.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -167,13 +169,7 @@ def save_encoder(
     (tmp / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n")
     if extra is not None:
         (tmp / "speechunits_training.json").write_text(json.dumps(extra, indent=2) + "\n")
-    old = d.parent / f".{d.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if d.exists():
-        os.replace(d, old)
-    os.replace(tmp, d)
-    shutil.rmtree(old, ignore_errors=True)
-    return d
+    return replace_dir(tmp, d)
 
 
 class PretrainHead(nn.Module):
