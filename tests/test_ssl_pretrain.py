@@ -7,6 +7,7 @@ torch runs on one thread, which on a shared 2-core machine is also the fastest s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -31,6 +32,9 @@ from speechunits.encoders.pretrain.data import HOP, CropSampler, load_audio_set
 from speechunits.encoders.pretrain.loop import step_rng
 from speechunits.encoders.pretrain.targets import aligned_targets
 from speechunits.encoders.pretrain.train import load_head
+from speechunits.tokenizer import Tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
 
 FAST = dict(preset="tiny", batch_size=4, crop_seconds=2.0, lr=2e-3, warmup=3, progress=False, checkpoint_every=0)
 
@@ -282,6 +286,16 @@ def test_pretraining_loss_decreases_and_the_model_loads(corpus, mfcc_targets, tm
     head = load_head(tmp_path / "run")
     assert head(torch.zeros(3, 32)).shape == (3, 20)
     assert json.loads((r.encoder_dir / "speechunits_training.json").read_text())["k"] == 20
+
+    # scripts/head_tokenizer.py: the head as a tokenizer gives the head's arg-max on the last layer
+    spec = importlib.util.spec_from_file_location("head_tokenizer", REPO / "scripts" / "head_tokenizer.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tok = Tokenizer.from_pretrained(script.head_tokenizer(tmp_path / "run", tmp_path / "head_tok"))
+    units = tok.frame_units([wave])[0]
+    with torch.no_grad():
+        want = head(torch.as_tensor(enc.encode([wave], [2])[0][:, 0])).argmax(-1)
+    assert np.array_equal(np.asarray(units).reshape(-1), want.numpy())
 
 
 def test_logmel_encoder_pretrains_and_warm_starts_a_second_iteration(corpus, mfcc_targets, tmp_path):
