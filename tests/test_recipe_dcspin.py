@@ -74,7 +74,7 @@ def test_rerun_skips_every_stage(built: Path):
     before = (built / "tokenizer" / "config.json").read_bytes()
     build_dcspin_default(built, scale="tiny", seed=0, progress=False)
     run = _recipe(built)["runs"][-1]
-    assert run["ran"] == [] and run["disabled"] == ["ctc"]
+    assert run["ran"] == [] and run["disabled"] == ["ctc"] and run["device"] == "cpu"
     assert run["skipped"] == [s for s in STAGES if s != "ctc"]
     assert (built / "tokenizer" / "config.json").read_bytes() == before
 
@@ -86,6 +86,13 @@ def test_other_settings_are_refused(built: Path):
         build_dcspin_default(built, scale="tiny", stop_after="nope")
     with pytest.raises(ValueError, match="scale"):
         build_dcspin_default(built, scale="huge")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused_before_anything_runs(tmp_path: Path):
+    with pytest.raises(ValueError, match="'cuda' requested but CUDA is not available"):
+        build_dcspin_default(tmp_path / "gpu", scale="tiny", device="cuda", progress=False)
+    assert not (tmp_path / "gpu").exists()
 
 
 def test_first_stages_are_deterministic(built: Path, tmp_path: Path):

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     dc.add_argument("--scale", choices=["full", "tiny"], default="full")
     dc.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
     dc.add_argument("--ctc", action="store_true", help="CTC phone fine-tuning before DC-Spin")
+    dc.add_argument("--device", default="cpu", help="torch device of the training stages: cpu (default), cuda, cuda:1 ...")
     dc.add_argument("--stop-after", default=None, help="stop after this stage (resume later)")
     dc.add_argument("--restart", action="store_true", help="start over instead of resuming")
     dc.add_argument("--shared-data", default=None, help="folder with librispeech-mini (default: ../shared/data if present)")
@@ -42,6 +43,7 @@ def run_default(args: argparse.Namespace) -> int:
         path = build_dcspin_default(
             args.out, scale=args.scale, seed=args.seed, threads=args.threads, shared_data=args.shared_data,
             resume=not args.restart, stop_after=args.stop_after, ctc=args.ctc, progress=not args.no_progress,
+            device=args.device,
         )
     print(f"written: {path}")
     return 0

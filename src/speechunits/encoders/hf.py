@@ -114,7 +114,7 @@ class HFEncoder(Encoder):
                 f"{name}: model type {cfg.model_type!r} ({type(model).__name__}) is not a supported speech "
                 f"encoder; supported: {', '.join(SUPPORTED_TYPES)} (base models, e.g. via AutoModel)"
             )
-        self.device = _check_device(device)
+        self.device = check_device(device)
         self.model = model.to(device=self.device, dtype=torch.float32).eval().requires_grad_(False)
         self.name = str(name)
         self.sample_rate = int(sample_rate)
@@ -169,7 +169,7 @@ class HFEncoder(Encoder):
         from speechunits.encoders.logmel_hubert import register_auto_classes
 
         register_auto_classes()  # our own encoders' model type ("logmel-hubert")
-        _check_device(device)
+        check_device(device)
         name = os.fspath(name_or_path)
         local = Path(name).expanduser()
         if local.is_dir():
@@ -337,7 +337,8 @@ class HFEncoder(Encoder):
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _check_device(device: str | torch.device) -> torch.device:
+def check_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, or a ValueError naming it when it asks for CUDA on a machine without."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available here")

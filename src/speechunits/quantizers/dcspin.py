@@ -124,7 +124,9 @@ def train_spin(
         stop_at: stop at this step with a checkpoint (no outputs yet); call again to continue.
     """
     from speechunits.encoders import load_encoder
+    from speechunits.encoders.hf import check_device
 
+    dev = check_device(device)
     out = Path(out_dir)
     if any(not 2 <= int(k) <= 65536 for k in codebooks):
         raise ValueError(f"codebook sizes must be in 2..65536, got {list(codebooks)}")
@@ -136,7 +138,6 @@ def train_spin(
         log.warning("%s has no mask embedding (or apply_spec_augment=False): masking disabled", encoder_dir)
         mask_prob = 0.0
     audio = load_audio_set(manifest, max_utterances=max_utterances, progress=progress)
-    dev = torch.device(device)
     model.to(dev)
     trainable = freeze_lower_layers(model, trainable_layers, train_mask_emb=mask_prob > 0)
     params = {f"encoder.{n}": p for n, p in trainable.items()}

@@ -171,6 +171,7 @@ def build_dcspin_default(
     stop_after: str | None = None,
     ctc: bool = False,
     progress: bool = True,
+    device: str = "cpu",
 ) -> Path:
     """Build the DC-Spin default tokenizer in ``out_dir``; see the module docstring.
 
@@ -182,6 +183,8 @@ def build_dcspin_default(
         resume: skip finished stages and continue cut SSL runs; False starts every stage over.
         stop_after: return after this stage (one of :data:`STAGES`), e.g. to split the run.
         ctc: run the CTC phone fine-tuning stage before DC-Spin.
+        device: torch device of every training and clustering stage (``"cuda"`` when there is one;
+            a run may resume on another device, so it is recorded per run, not as a setting).
 
     Returns:
         ``<out_dir>/tokenizer``, or ``out_dir`` when ``stop_after`` ended the run early.
@@ -192,13 +195,17 @@ def build_dcspin_default(
         raise ValueError(f"stop_after must be one of {', '.join(STAGES)}, got {stop_after!r}")
     from transformers.utils import logging as hf_logging
 
+    from speechunits.encoders.hf import check_device
+
+    check_device(device)
     cfg, out = SCALES[scale], Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     real = _real_folder(shared_data)
     settings = {"scale": scale, "seed": int(seed), "ctc": bool(ctc), **json.loads(json.dumps(asdict(cfg))),
                 "real_speech": None if real is None else f"librispeech-mini/{real.name}"}
     st = _Stages(out, settings, resume)
-    st.run["threads"] = threads  # not a setting: a rerun may use other threads
+    st.run["threads"] = threads  # not settings: a rerun may use other threads, or a GPU
+    st.run["device"] = str(device)
     old_threads, bars = torch.get_num_threads(), hf_logging.is_progress_bar_enabled()
     if threads:
         torch.set_num_threads(int(threads))
@@ -206,7 +213,7 @@ def build_dcspin_default(
         hf_logging.disable_progress_bar()  # transformers' own weight-loading bars
     try:
         upstream_ran = False
-        for name, outputs, fn in _plan(out, cfg, seed, real, ctc, progress, st):
+        for name, outputs, fn in _plan(out, cfg, seed, real, ctc, progress, st, device):
             if fn is None:
                 st.run["disabled"].append(name)
                 st.record(name, "disabled")
@@ -247,7 +254,7 @@ def _speed(run_dir: Path) -> dict:
 
 
 def _plan(out: Path, cfg: Scale, seed: int, real: Path | None, ctc: bool, progress: bool,
-          st: _Stages) -> list[tuple[str, list[Path], Callable[[bool], dict] | None]]:
+          st: _Stages, device: str = "cpu") -> list[tuple[str, list[Path], Callable[[bool], dict] | None]]:
     """``(stage, outputs that must exist to skip it, fn(resume) -> result)`` in order."""
     from speechunits.encoders.pretrain import ctc_finetune, fit_targets, pretrain_hubert
     from speechunits.quantizers.dcspin import train_spin
@@ -256,7 +263,7 @@ def _plan(out: Path, cfg: Scale, seed: int, real: Path | None, ctc: bool, progre
     real_tsv = work / "real_train.tsv"
     train = [corpus / "train.jsonl"] + ([real_tsv] if real is not None else [])
     common = dict(batch_size=cfg.batch_size, crop_seconds=cfg.crop_seconds, seed=seed, progress=progress,
-                  checkpoint_every=cfg.checkpoint_every)
+                  checkpoint_every=cfg.checkpoint_every, device=device)
 
     def data(resume: bool) -> dict:  # synthesis always resumes: every file is deterministic
         from speechunits.data.corpus import synthesize_corpus
@@ -275,7 +282,7 @@ def _plan(out: Path, cfg: Scale, seed: int, real: Path | None, ctc: bool, progre
     def targets(n: int, encoder, k: int) -> Callable[[bool], dict]:
         def go(resume: bool) -> dict:
             r = fit_targets(train, work / f"targets{n}.jsonl", encoder=encoder, k=k, seed=seed,
-                            select_seconds=cfg.select_seconds, progress=progress,
+                            select_seconds=cfg.select_seconds, progress=progress, device=device,
                             baseline="mfcc" if encoder != "mfcc" else None)
             out = {"path": str(r.path), "k": r.k, "layer": r.layer, "frames": r.frames,
                    "layer_pnmi": {str(a): round(b, 4) for a, b in r.layer_scores.items()}}

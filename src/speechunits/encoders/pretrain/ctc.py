@@ -89,7 +89,9 @@ def ctc_finetune(
 
     from speechunits.data.alignment import Alignment
     from speechunits.encoders import load_encoder
+    from speechunits.encoders.hf import check_device
 
+    dev = check_device(device)
     out = Path(out_dir)
     enc = load_encoder(str(encoder_dir))
     model = enc.model
@@ -104,7 +106,6 @@ def ctc_finetune(
     times = [np.array([t for t, _ in ev]) for ev in events]
     ids = [np.array([index[lab] for _, lab in ev], dtype=np.int64) for ev in events]
 
-    dev = torch.device(device)
     model.to(dev)
     params = {f"encoder.{n}": p for n, p in freeze_lower_layers(model, trainable).items()}
     with torch.random.fork_rng(devices=[]):

@@ -126,8 +126,10 @@ def pretrain_hubert(
     """
     from transformers import AutoModel
 
+    from speechunits.encoders.hf import check_device
     from speechunits.encoders.logmel_hubert import register_auto_classes
 
+    dev = check_device(device)  # before minutes of audio loading
     register_auto_classes()
     out = Path(out_dir)
     audio = load_audio_set(manifest, max_utterances=max_utterances, progress=progress)
@@ -144,7 +146,6 @@ def pretrain_hubert(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         head = PretrainHead(cfg.hidden_size, k, final_dim)
-    dev = torch.device(device)
     model.to(dev).train()
     head.to(dev).train()
     pad = cfg.feat_extract_norm == "layer"  # group-norm CNNs see padding: cut batches to equal length
