@@ -190,6 +190,8 @@ def test_device_argument(checkpoints):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             load_encoder(d, device="cuda")
+    with pytest.raises(ValueError, match="'gpu0' is not a torch device"):
+        load_encoder(d, device="gpu0")
 
 
 def test_missing_models_give_clear_errors(tmp_path):

@@ -338,8 +338,12 @@ class HFEncoder(Encoder):
 
 
 def check_device(device: str | torch.device) -> torch.device:
-    """``torch.device(device)``, or a ValueError naming it when it asks for CUDA on a machine without."""
-    dev = torch.device(device)
+    """``torch.device(device)``, or a ValueError naming it when it is not a device name or asks for
+    CUDA on a machine without."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:  # torch's message lists the valid device types
+        raise ValueError(f"device {device!r} is not a torch device: {err}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available here")
     return dev
