@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from speechunits.cli._common import add_device
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("recipe", help="rebuild an artifact of the project from scratch")
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     dc.add_argument("--scale", choices=["full", "tiny"], default="full")
     dc.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
     dc.add_argument("--ctc", action="store_true", help="CTC phone fine-tuning before DC-Spin")
-    dc.add_argument("--device", default="cpu", help="torch device of the training stages: cpu (default), cuda, cuda:1 ...")
+    add_device(dc)
     dc.add_argument("--stop-after", default=None, help="stop after this stage (resume later)")
     dc.add_argument("--restart", action="store_true", help="start over instead of resuming")
     dc.add_argument("--shared-data", default=None, help="folder with librispeech-mini (default: ../shared/data if present)")

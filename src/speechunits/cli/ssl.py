@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from speechunits.cli._common import add_device
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ssl", help="pre-train our own SSL encoder; Spin / DC-Spin; CTC fine-tuning",
@@ -92,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1 ...")
+    add_device(p)
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (on a busy shared machine 1 is often fastest)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
