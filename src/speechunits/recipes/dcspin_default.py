@@ -254,7 +254,7 @@ def _speed(run_dir: Path) -> dict:
 
 
 def _plan(out: Path, cfg: Scale, seed: int, real: Path | None, ctc: bool, progress: bool,
-          st: _Stages, device: str = "cpu") -> list[tuple[str, list[Path], Callable[[bool], dict] | None]]:
+          st: _Stages, device: str) -> list[tuple[str, list[Path], Callable[[bool], dict] | None]]:
     """``(stage, outputs that must exist to skip it, fn(resume) -> result)`` in order."""
     from speechunits.encoders.pretrain import ctc_finetune, fit_targets, pretrain_hubert
     from speechunits.quantizers.dcspin import train_spin

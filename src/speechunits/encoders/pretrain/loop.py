@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from speechunits.data.atomic import atomic_write_text
+from speechunits.data.atomic import atomic_write_text, replace_dir
 
 log = logging.getLogger("speechunits.pretrain")
 
@@ -173,19 +173,14 @@ class Trainer:
         from safetensors.torch import save_file
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        tmp, old = self.out_dir / ".checkpoint.tmp", self.out_dir / ".checkpoint.old"
+        tmp = self.out_dir / ".checkpoint.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         save_file({n: p.detach().cpu().contiguous() for n, p in self.params.items()}, str(tmp / "params.safetensors"))
         save_file(self._optimizer_tensors(), str(tmp / "optimizer.safetensors"))
         state = {"step": self.step, "steps": self.steps, "seed": self.seed, "config": self.config, "history": self.history}
         (tmp / "state.json").write_text(json.dumps(state) + "\n")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.checkpoint_dir.exists():
-            os.replace(self.checkpoint_dir, old)
-        os.replace(tmp, self.checkpoint_dir)
-        shutil.rmtree(old, ignore_errors=True)
-        return self.checkpoint_dir
+        return replace_dir(tmp, self.checkpoint_dir)
 
     def load_checkpoint(self) -> bool:
         """Restore parameters, optimizer, step and history; False when there is no checkpoint."""
