@@ -140,3 +140,49 @@ def test_config_and_bad_input():
         enc.encode([np.zeros(1000, dtype=np.int16)])
     with pytest.raises(ValueError, match="mono"):
         enc.encode([np.zeros((2, 1000), dtype=np.float32)])
+
+
+@pytest.mark.parametrize("kind,delta_order,cmvn", [("mfcc", 2, False), ("mfcc", 1, True), ("logmel", 0, False), ("logmel", 2, True)])
+@pytest.mark.parametrize("max_seconds", [7.3, 0.1])
+def test_windowed_features_equal_the_whole_file_frame_for_frame(kind, delta_order, cmvn, max_seconds):
+    """Long audio runs in windows; the stitched frames are those of one whole-file computation."""
+    x = noise(16000 * 20 + 123, seed=3)
+    whole = SpectralEncoder(kind, delta_order=delta_order, cmvn=cmvn, max_seconds=1e6).encode([x])[0]
+    windowed = SpectralEncoder(kind, delta_order=delta_order, cmvn=cmvn, max_seconds=max_seconds).encode([x])[0]
+    assert windowed.shape == whole.shape == (1000, 1, whole.shape[2]) and windowed.dtype == torch.float32
+    # A frame off by one, or a delta computed next to a window edge, differs by ~0.1..10.
+    torch.testing.assert_close(windowed, whole, rtol=0, atol=1e-5)
+    # The default window (30 s) is shorter than this input: the default path is windowed too.
+    torch.testing.assert_close(SpectralEncoder(kind, delta_order=delta_order, cmvn=cmvn).encode([x])[0], whole,
+                               rtol=0, atol=1e-5)
+
+
+_PEAK_SCRIPT = """
+import resource, sys
+import numpy as np, torch
+torch.set_num_threads(1)
+from speechunits.encoders import SpectralEncoder
+enc = SpectralEncoder(sys.argv[1])
+x = np.random.default_rng(0).standard_normal(16000 * 600, dtype=np.float32) * np.float32(0.1)
+enc.encode([x[:16000]])  # warm-up: kernels and allocator pools are not what is measured
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+feats = enc.encode([x])[0]
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((peak - before) / 1024.0, feats.numel() * 4 / 2**20)
+"""
+
+
+@pytest.mark.parametrize("kind", ["mfcc", "logmel"])
+def test_memory_of_long_audio_is_the_output_plus_one_window(kind):
+    """Ten minutes: the whole-file computation grew the peak by ~370 MB (float64 frames, and
+    isfinite's full-size temporaries); now it is the features (and their per-layer copy) plus
+    one window's work."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, kind], capture_output=True, text=True, env=env,
+                         check=True, timeout=300)
+    grew_mb, out_mb = map(float, res.stdout.split())
+    assert grew_mb < 2 * out_mb + 40, f"peak grew {grew_mb:.0f} MB for {out_mb:.0f} MB of features"

@@ -14,6 +14,13 @@ for its first-iteration MFCC targets), except that the frame shift defaults to 2
    (Q = 22); then deltas and delta-deltas (regression over +-2 frames with edge replication, as
    ``torchaudio.functional.compute_deltas``): 13 -> 39 dims.
 
+Long inputs are computed in windows of ``max_seconds`` (30 s) planned by
+:func:`speechunits.encoders.windows.plan_windows`, as the HF encoders do: every window starts on
+a hop, so its frames are the file's frames, and consecutive windows overlap by the frames the
+deltas read (2 per delta order), so the stitched features equal a whole-file computation frame
+for frame. Memory is then the float32 output plus one window's work (a few MB), whatever the
+length; the whole-file computation held the file's frames several times over in float64.
+
 Optional per-utterance CMVN (mean and variance normalisation over the utterance's frames) is
 off by default so the features equal Kaldi's and fairseq's; k-means over corpora with varied
 channels usually benefits from ``cmvn=True``.
@@ -35,6 +42,7 @@ import numpy as np
 import torch
 
 from speechunits.encoders.base import Encoder, Wave, as_wave
+from speechunits.encoders.windows import plan_windows
 
 KINDS = ("mfcc", "logmel")
 
@@ -100,6 +108,8 @@ class SpectralEncoder(Encoder):
         delta_order: 0, 1 or 2 (default 2 for MFCC, 0 for log-mel).
         cmvn: per-utterance mean and variance normalisation of every dimension (default off).
         device: where the arithmetic runs.
+        max_seconds: longer inputs are computed window by window (the result is the same; only
+            the working memory depends on it, so it is not part of ``config()``).
     """
 
     def __init__(
@@ -118,6 +128,7 @@ class SpectralEncoder(Encoder):
         cepstral_lifter: float = 22.0,
         cmvn: bool = False,
         device: str | torch.device = "cpu",
+        max_seconds: float = 30.0,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown spectral feature {kind!r}: choose one of {KINDS}")
@@ -146,6 +157,10 @@ class SpectralEncoder(Encoder):
         base = self.n_ceps if kind == "mfcc" else self.n_mels
         self.dim = base * (1 + self.delta_order)
         self.device = torch.device(device)
+        # Each delta order reads +-2 frames, so a kept frame needs 2 * order frames of real
+        # context inside its window to equal the whole-file value.
+        self._context_frames = 2 * self.delta_order
+        self._window_frames = max(self.num_frames(int(round(max_seconds * self.sample_rate))), 2 * self._context_frames + 1)
 
         win = torch.hann_window(self.window, periodic=False, dtype=torch.float64).pow(0.85)
         self._window = win.to(torch.float32).to(self.device)
@@ -172,10 +187,23 @@ class SpectralEncoder(Encoder):
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         n = self.num_frames(x.shape[0])
-        if n == 0:
-            return torch.zeros(0, self.dim, device=x.device)
+        out = torch.empty(n, self.dim, dtype=torch.float32, device=x.device)
+        for w in plan_windows(n, self._window_frames, self._context_frames):
+            a, b = w.samples(self.window, self.hop)
+            feats = self._window_features(x[a:b])
+            out[w.keep_start : w.keep_stop] = feats[w.keep_start - w.start : w.keep_stop - w.start]
+        if self.cmvn and n > 0:
+            # In place: an hour's features are ~28 MB, and a normalised copy would double them.
+            mean, std = out.mean(0), out.std(0, unbiased=False).clamp_min(1e-5)
+            out.sub_(mean).div_(std)
+        return out
+
+    def _window_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Features of every frame of ``x`` (deltas with edges replicated at ``x``'s ends)."""
+        n = self.num_frames(x.shape[0])
         # Double precision for the DC removal and pre-emphasis keeps features equal to Kaldi's
-        # to ~1e-5 on quiet input, where float32 cancellation would show in the log.
+        # to ~1e-5 on quiet input, where float32 cancellation would show in the log; it is one
+        # window's frames (~5 MB at 30 s), never the file's.
         frames = x[: (n - 1) * self.hop + self.window].unfold(0, self.window, self.hop).double()
         frames = frames - frames.mean(dim=1, keepdim=True)
         prev = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
@@ -187,10 +215,7 @@ class SpectralEncoder(Encoder):
         parts = [feats]
         for _ in range(self.delta_order):
             parts.append(deltas(parts[-1]))
-        feats = torch.cat(parts, dim=1)
-        if self.cmvn:
-            feats = (feats - feats.mean(0)) / feats.std(0, unbiased=False).clamp_min(1e-5)
-        return feats
+        return torch.cat(parts, dim=1)
 
     def config(self) -> dict:
         return {
