@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 
 from conftest import shared_path
+from unprivileged import restore, run_unprivileged
 from speechunits.data.manifest import (
     ManifestError,
     Utterance,
@@ -67,7 +68,8 @@ def test_jsonl_round_trip_keeps_fields(audio_dir, tmp_path):
         ('{"id": "a", "path": "a.wav"}\n{"id": "b", "path": \n', 2, "invalid JSON"),
         ('{"id": "a", "path": "a.wav"}\n\n["x"]\n', 3, "JSON object"),
         ('{"id": "a"}\n', 1, "'path'"),
-        ('{"id": "a", "path": "a.wav"}\n{"id": "a", "path": "b.wav"}\n', 2, "duplicate id 'a'"),
+        ('{"id": "a", "path": "a.wav"}\n{"id": "a", "path": "b.wav"}\n', 2,
+         "duplicate utterance id 'a': a.wav (line 1) and b.wav (line 2)"),
         ('{"id": "a", "path": "a.wav", "num_samples": -3}\n', 1, "non-negative"),
         ('{"id": "a", "path": "../../etc/passwd"}\n', 1, "outside the root"),
         ('{"id": "a", "path": "/etc/passwd"}\n', 1, "outside the root"),
@@ -86,18 +88,22 @@ def test_jsonl_errors_name_file_and_line(tmp_path, content, line, reason):
     "content,line,reason",
     [
         ("", 1, "empty manifest"),
-        ("/data\na.wav\n", 2, "column"),
-        ("/data\na.wav\tabc\n", 2, "not an integer"),
-        ("/data\na.wav\t10\n../b.wav\t10\n", 3, "outside the root"),
-        ("/data\na.wav\t10\na.wav\t12\n", 3, "duplicate id"),
+        ("{root}\na.wav\n", 2, "column"),
+        ("{root}\na.wav\tabc\n", 2, "not an integer"),
+        ("{root}\na.wav\t10\n../b.wav\t10\n", 3, "outside the root"),
+        ("{root}\na.wav\t10\na.wav\t12\n", 3, "duplicate utterance id 'a': a.wav (line 2) and a.wav (line 3)"),
+        # The root line is validated: without it the first utterance was taken for the root.
+        ("a.wav\t10\nb.wav\t12\n", 1, "the first line must be the root folder, got 'a.wav\\t10' (a TAB"),
+        ("{root}/nowhere\na.wav\t10\n", 1, "the root folder on the first line, '{root}/nowhere', does not exist"),
+        ("{root}/m.tsv\na.wav\t10\n", 1, "is not a folder"),
     ],
 )
 def test_tsv_errors_name_file_and_line(tmp_path, content, line, reason):
     m = tmp_path / "m.tsv"
-    m.write_text(content)
+    m.write_text(content.format(root=tmp_path))
     with pytest.raises(ManifestError) as e:
         read_tsv(m)
-    assert f"{m}:{line}:" in str(e.value) and reason in str(e.value)
+    assert f"{m}:{line}:" in str(e.value) and reason.format(root=tmp_path) in str(e.value)
 
 
 def test_writers_refuse_paths_outside_root(tmp_path):
@@ -161,3 +167,119 @@ def test_shared_librivox_aligned_loads_with_alignments():
         assert ali.phones[0].start == 0.0
         # forced alignments end at the audio's end, within a frame or two
         assert abs(ali.duration - info(u.path).duration) < 0.05
+
+
+# -- folder scans (issue 13, items 7 and 8) ---------------------------------------------------
+
+
+def _wav(p, n=1600):
+    p.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(p, 0.1 * np.sin(np.arange(n) / 3).astype(np.float32), 16000)
+
+
+def _reasons(utts) -> dict[str, str | None]:
+    from speechunits.data.loader import iter_audio
+
+    return {item.utt.id: item.error for item in iter_audio(utts, workers=0)}
+
+
+def test_symlink_loops_are_cut_and_link_failures_get_their_reasons(tmp_path):
+    root = tmp_path / "data"
+    _wav(root / "a.wav")
+    _wav(root / "sub" / "b.wav")
+    (root / "sub" / "up").symlink_to(root)  # a loop: os.walk made ~40 utterances of each file
+    (root / "loop.wav").symlink_to(root / "loop.wav")  # a file link that loops
+    (root / "gone.wav").symlink_to(root / "nowhere.wav")
+    outside = tmp_path / "elsewhere" / "c.wav"  # dataset folders made of links still work
+    _wav(outside)
+    (root / "c.wav").symlink_to(outside)
+    utts = read_folder(root)
+    assert [u.id for u in utts] == ["a", "c", "gone", "loop", "sub/b"]
+    reasons = _reasons(utts)
+    assert reasons["a"] is None and reasons["c"] is None and reasons["sub/b"] is None
+    # Not "file not found": the link is there, it just never ends.
+    assert reasons["loop"] == f"{root / 'loop.wav'}: symbolic link loop (the link resolves back to itself)"
+    assert "broken symbolic link" in reasons["gone"]
+
+
+def test_each_real_file_is_listed_once_under_its_real_path(tmp_path):
+    root = tmp_path / "data"
+    _wav(root / "a.wav")
+    _wav(root / "sub" / "b.wav")
+    (root / "again").symlink_to(root / "sub")  # a second way to the same folder
+    (root / "alias.wav").symlink_to(root / "sub" / "b.wav")  # a second way to the same file
+    (root / "sub" / "hard.wav").hardlink_to(root / "a.wav")
+    assert [u.id for u in read_folder(root)] == ["a", "sub/b"]
+
+
+def test_unreadable_sub_folder_is_counted_as_failed_with_permission_denied(tmp_path):
+    root = tmp_path / "data"
+    _wav(root / "a.wav")
+    _wav(root / "locked" / "b.wav")
+    _wav(root / "z" / "c.wav")
+    (root / "locked").chmod(0)
+    code = (
+        "import json\n"
+        "from speechunits.data.manifest import read_manifest\n"
+        "from speechunits.data.loader import iter_audio\n"
+        f"utts = read_manifest({str(root)!r})\n"
+        "print(json.dumps({i.utt.id: i.error for i in iter_audio(utts, workers=0)}))\n"
+    )
+    try:
+        got = json.loads(run_unprivileged(code, tmp_path))
+    finally:
+        restore(tmp_path)
+    assert got == {"a": None, "z/c": None, "locked/": f"{root / 'locked'}: permission denied"}
+
+
+def test_unreadable_folder_itself_is_a_manifest_error(tmp_path):
+    root = tmp_path / "data"
+    _wav(root / "a.wav")
+    root.chmod(0)
+    code = (
+        "from speechunits.data.manifest import ManifestError, read_manifest\n"
+        f"try:\n    read_manifest({str(root)!r})\nexcept ManifestError as e:\n    print(e)\n"
+    )
+    try:
+        assert run_unprivileged(code, tmp_path).strip() == f"{root}: permission denied"
+    finally:
+        restore(tmp_path)
+
+
+def test_one_id_for_two_files_is_one_error_everywhere(tmp_path):
+    from speechunits.cli._common import gather_inputs
+
+    root = tmp_path / "data"
+    _wav(root / "a.wav")
+    _wav(root / "a.flac")
+    _wav(root / "b.wav")
+    expected = f"duplicate utterance id 'a': {root / 'a.flac'} and {root / 'a.wav'} (ids must be unique"
+    for read in (read_folder, read_manifest, lambda p: gather_inputs([str(p)])):
+        with pytest.raises(ManifestError) as e:
+            read(root)
+        assert str(e.value).startswith(f"{root}: {expected}"), str(e.value)
+    # Two files named on the command line: the same rule, the same words.
+    _wav(tmp_path / "other" / "b.wav")
+    with pytest.raises(ManifestError, match=r"the inputs: duplicate utterance id 'b': .*/data/b\.wav and .*/other/b\.wav"):
+        gather_inputs([str(root / "b.wav"), str(tmp_path / "other" / "b.wav")])
+    assert [u.id for u in gather_inputs([str(root / "b.wav"), str(root / "b.wav")])] == ["b"]  # one file twice
+
+
+def test_folder_without_audio_is_a_clear_error(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.txt").write_text("no audio here")
+    with pytest.raises(ManifestError, match=r"docs: no audio files \(\.wav, \.flac, \.ogg, \.opus, \.mp3\) in this folder or below"):
+        read_manifest(tmp_path / "docs")
+
+
+def test_manifest_paths_get_the_right_reasons(tmp_path):
+    _wav(tmp_path / "a.wav")
+    (tmp_path / "loop.wav").symlink_to(tmp_path / "loop.wav")
+    m = tmp_path / "m.jsonl"
+    m.write_text("".join(json.dumps({"id": i, "path": f"{i}.wav"}) + "\n" for i in ("a", "missing", "loop")))
+    reasons = _reasons(read_manifest(m))
+    assert reasons == {"a": None, "missing": f"{tmp_path / 'missing.wav'}: file not found",
+                       "loop": f"{tmp_path / 'loop.wav'}: symbolic link loop (the link resolves back to itself)"}
+    (tmp_path / "m2.jsonl").symlink_to(tmp_path / "m2.jsonl")
+    with pytest.raises(ManifestError, match="m2.jsonl: symbolic link loop"):
+        read_manifest(tmp_path / "m2.jsonl")

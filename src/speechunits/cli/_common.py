@@ -6,7 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
-from speechunits.data.manifest import AUDIO_SUFFIXES, ManifestError, Utterance, read_manifest
+from speechunits.data.manifest import (AUDIO_SUFFIXES, ManifestError, Utterance, check_unique_ids, input_missing_reason,
+                                       read_manifest)
 
 
 def gather_inputs(inputs: list[str]) -> list[Utterance]:
@@ -18,16 +19,11 @@ def gather_inputs(inputs: list[str]) -> list[Utterance]:
             utts.append(Utterance(p.stem, p.resolve()))
         elif p.is_dir() or p.suffix in (".tsv", ".jsonl"):
             utts.extend(read_manifest(p))
-        elif not p.exists():
-            raise ManifestError(p, "input not found")
+        elif not p.exists():  # or a link loop, or a folder it may not enter: say which
+            raise ManifestError(p, input_missing_reason(p))
         else:
             raise ManifestError(p, f"not an audio file ({', '.join(AUDIO_SUFFIXES)}), folder or manifest (.tsv, .jsonl)")
-    seen: dict[str, Utterance] = {}
-    for u in utts:
-        if u.id in seen and seen[u.id].path != u.path:
-            raise ManifestError(u.path, f"utterance id {u.id!r} also names {seen[u.id].path}; ids must be unique")
-        seen[u.id] = u
-    return list(seen.values())
+    return check_unique_ids(utts, "the inputs")  # the rule read_manifest applies to a folder
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from speechunits.audio import AudioError, AudioWarning, load
+from speechunits.audio.errors import os_error_reason
 from speechunits.data.manifest import Utterance
 
 
@@ -35,14 +36,18 @@ class LoadedAudio:
 
 
 def _load_one(utt: Utterance) -> LoadedAudio:
+    if utt.error is not None:  # a folder the scan could not list, already a failure
+        return LoadedAudio(utt, None, f"{utt.path}: {utt.error}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AudioWarning)
         try:
             wave = load(utt.path, name=utt.id if utt.id != str(utt.path) else None)
         except AudioError as e:
             return LoadedAudio(utt, None, f"{utt.path}: {e.reason}")
-        except OSError as e:  # permissions, I/O errors: still one bad file, not the whole job
-            return LoadedAudio(utt, None, f"{utt.path}: {e}")
+        except OSError as e:  # I/O errors: still one bad file, not the whole job
+            return LoadedAudio(utt, None, f"{utt.path}: {os_error_reason(e)}")
+        except Exception as e:  # noqa: BLE001 - load promises AudioError; one file never ends a job
+            return LoadedAudio(utt, None, f"{utt.path}: unexpected error ({type(e).__name__}: {e})")
     msgs = tuple(str(w.message) for w in caught if issubclass(w.category, AudioWarning))
     return LoadedAudio(utt, wave, None, msgs)
 

@@ -3,14 +3,18 @@
 - fairseq ``.tsv``: first line the root folder, then ``relpath<TAB>num_samples`` per line.
 - JSONL: one object a line with ``id``, ``path`` (relative to the manifest's folder unless a
   ``root`` is given) and optional ``speaker``, ``text``, ``alignment``, ``num_samples``, ``split``.
-- a folder: audio files found recursively (sorted, ids are the relative paths without suffix).
+- a folder: audio files found recursively (sorted, ids are the relative paths without suffix),
+  links followed but each real file once (``data.scan``); a sub-folder that cannot be listed
+  becomes an entry with its ``error`` ("permission denied") that loaders count as failed; two
+  files with one id (``a.wav`` and ``a.flac``) and a folder without audio are errors.
 - a LibriSpeech tree: ``<speaker>/<chapter>/<spk>-<chap>-<n>.flac`` with ``*.trans.txt``
   transcripts and ``SPEAKERS.TXT`` metadata; flatter copies (``<speaker>/<utt>.flac`` or
   ``<utt>.flac``) are read too, the speaker then taken from the utterance id, whose first field
   LibriSpeech defines as the speaker id.
 
 Every path stays inside the root it is relative to: ``..`` escapes and absolute paths outside
-the root are refused. A malformed line raises ``ManifestError`` naming the file and line.
+the root are refused. A malformed line raises ``ManifestError`` naming the file and line. One
+rule for ids everywhere (:func:`check_unique_ids`, used by the CLI too): an id names one file.
 
 Example:
     >>> import tempfile, pathlib
@@ -26,9 +30,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
+from speechunits.audio.errors import os_error_reason
 from speechunits.data.atomic import atomic_open
+from speechunits.data.scan import Entry, ScanError, walk
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 _KNOWN_KEYS = ("id", "path", "speaker", "text", "alignment", "num_samples")
@@ -54,6 +60,9 @@ class Utterance:
     text: str | None = None
     alignment: Path | None = None
     extra: dict = field(default_factory=dict)
+    # Set when a folder scan found this entry but cannot read it (a sub-folder it may not list):
+    # loaders record it as failed with this reason instead of opening ``path``.
+    error: str | None = None
 
 
 def inside_root(root: Path, rel: str | os.PathLike, source: object, line: int | None = None) -> Path:
@@ -77,7 +86,7 @@ def read_manifest(source: str | os.PathLike, root: str | os.PathLike | None = No
     """Read any supported manifest: ``.tsv``, ``.jsonl``, a LibriSpeech tree or a folder."""
     path = Path(source)
     if not path.exists():
-        raise ManifestError(path, "manifest not found")
+        raise ManifestError(path, input_missing_reason(path, "manifest not found"))
     if path.is_dir():
         return read_librispeech(path) if is_librispeech(path) else read_folder(path)
     if path.suffix == ".tsv":
@@ -93,11 +102,19 @@ def read_tsv(path: str | os.PathLike) -> list[Utterance]:
     lines = _read_lines(path)
     if not lines or not lines[0].strip():
         raise ManifestError(path, "empty manifest: the first line must be the root folder", 1)
+    # Without this check a manifest missing its root line loses its first utterance, read as
+    # the root of the others.
+    if "\t" in lines[0]:
+        raise ManifestError(path, f"the first line must be the root folder, got {lines[0]!r} "
+                                  "(a TAB: is the root line missing?)", 1)
     root = Path(lines[0].strip())
     if not root.is_absolute():
         root = path.parent / root
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise ManifestError(path, f"the root folder on the first line, {str(root)!r}, {what}", 1)
     out: list[Utterance] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for no, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -113,7 +130,7 @@ def read_tsv(path: str | os.PathLike) -> list[Utterance]:
             raise ManifestError(path, f"num_samples {num} is negative", no)
         full = inside_root(root, rel, path, no)
         uid = _strip_suffix(rel)
-        _check_unique(uid, seen, path, no)
+        _check_unique(uid, f"{rel} (line {no})", seen, path, no)
         out.append(Utterance(uid, full, num_samples=num))
     return out
 
@@ -123,7 +140,7 @@ def read_jsonl(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     path = Path(path)
     base = Path(root) if root is not None else path.parent
     out: list[Utterance] = []
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for no, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
             continue
@@ -139,7 +156,7 @@ def read_jsonl(path: str | os.PathLike, root: str | os.PathLike | None = None) -
         num = d.get("num_samples")
         if num is not None and (not isinstance(num, int) or isinstance(num, bool) or num < 0):
             raise ManifestError(path, f"num_samples must be a non-negative integer, got {num!r}", no)
-        _check_unique(d["id"], seen, path, no)
+        _check_unique(d["id"], f"{d['path']} (line {no})", seen, path, no)
         ali = d.get("alignment")
         out.append(
             Utterance(
@@ -156,14 +173,15 @@ def read_jsonl(path: str | os.PathLike, root: str | os.PathLike | None = None) -
 
 
 def read_folder(folder: str | os.PathLike, suffixes: Iterable[str] = AUDIO_SUFFIXES) -> list[Utterance]:
-    """Audio files under ``folder``, recursively, in sorted order.
+    """Audio files under ``folder``, recursively, in sorted order (see the module docstring).
 
     Sidecar files with the same stem are attached: ``<stem>.txt`` as the transcript and
     ``<stem>.alignment.json`` (ours) or ``<stem>.phone.json`` (pocketsphinx) as the alignment.
     """
     folder = Path(folder)
     suf = tuple(s.lower() for s in suffixes)
-    files = sorted(p for p in _walk(folder) if p.suffix.lower() in suf)
+    entries = _scan(folder)
+    files = sorted(e.path for e in entries if e.problem is None and e.path.suffix.lower() in suf)
     out = []
     for p in files:
         u = Utterance(_strip_suffix(p.relative_to(folder).as_posix()), p)
@@ -175,24 +193,31 @@ def read_folder(folder: str | os.PathLike, suffixes: Iterable[str] = AUDIO_SUFFI
                 u.alignment = ali
                 break
         out.append(u)
+    check_unique_ids(out, folder)
+    out += _unreadable(entries, folder)
+    if not out:
+        raise ManifestError(folder, f"no audio files ({', '.join(suf)}) in this folder or below")
     return out
 
 
 def is_librispeech(folder: str | os.PathLike) -> bool:
     """True when the folder follows LibriSpeech naming: ``<spk>-<chap>-<n>.flac`` files."""
-    folder = Path(folder)
-    for p in _walk(folder):
-        if p.suffix == ".flac":
-            return _librispeech_id(p.stem) is not None
+    try:
+        for e in walk(folder):
+            if e.problem is None and e.path.suffix == ".flac":
+                return _librispeech_id(e.path.stem) is not None
+    except ScanError as e:
+        raise ManifestError(e.folder, e.reason) from None
     return False
 
 
 def read_librispeech(folder: str | os.PathLike) -> list[Utterance]:
     """A LibriSpeech tree (or a subset/flattened copy); adds transcripts and speaker sex."""
     folder = Path(folder)
+    entries = _scan(folder)
     speakers = _read_speakers_txt(folder)
     texts: dict[str, str] = {}
-    for trans in sorted(folder.rglob("*.trans.txt")):
+    for trans in sorted(e.path for e in entries if e.problem is None and e.path.name.endswith(".trans.txt")):
         for no, line in enumerate(_read_lines(trans), start=1):
             if line.strip():
                 uid, _, text = line.strip().partition(" ")
@@ -200,7 +225,7 @@ def read_librispeech(folder: str | os.PathLike) -> list[Utterance]:
                     raise ManifestError(trans, "expected '<utterance-id> <TRANSCRIPT>'", no)
                 texts[uid] = text
     out: list[Utterance] = []
-    for p in sorted(p for p in _walk(folder) if p.suffix == ".flac"):
+    for p in sorted(e.path for e in entries if e.problem is None and e.path.suffix == ".flac"):
         fields = _librispeech_id(p.stem)
         if fields is None:
             raise ManifestError(p, "not a LibriSpeech file name (<speaker>-<chapter>-<utterance>.flac)")
@@ -213,7 +238,33 @@ def read_librispeech(folder: str | os.PathLike) -> list[Utterance]:
         if spk in speakers:
             extra.update(speakers[spk])
         out.append(Utterance(p.stem, p, speaker=spk, text=texts.get(p.stem), extra=extra))
-    return out
+    check_unique_ids(out, folder)
+    return out + _unreadable(entries, folder)
+
+
+def input_missing_reason(path: Path, not_found: str = "input not found") -> str:
+    """Why ``path.exists()`` is False: not found, or a link loop / permission problem on the way."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return f"{not_found} (broken symbolic link)" if os.path.islink(path) else not_found
+    except OSError as e:
+        return os_error_reason(e)
+    return not_found
+
+
+def check_unique_ids(utts: Iterable[Utterance], source: object = "<inputs>") -> list[Utterance]:
+    """The one rule for ids: an id names one file. The same file under the same id twice is kept
+    once; two different files with one id (``a.wav`` and ``a.flac``) raise ``ManifestError``
+    naming both. Returns the utterances, each id once, in order."""
+    seen: dict[str, Utterance] = {}
+    for u in utts:
+        first = seen.get(u.id)
+        if first is None:
+            seen[u.id] = u
+        elif first.path != u.path:
+            raise ManifestError(source, _duplicate_message(u.id, str(first.path), str(u.path)))
+    return list(seen.values())
 
 
 def _librispeech_id(stem: str) -> tuple[str, str, str] | None:
@@ -247,6 +298,7 @@ def write_tsv(utts: Iterable[Utterance], path: str | os.PathLike, root: str | os
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(f"{root}\n")
         for u in utts:
+            _check_readable(u, path)
             if u.num_samples is None:
                 raise ManifestError(path, f"utterance {u.id!r} has no num_samples (fairseq needs it)")
             rel = _relative(u.path, root, path)
@@ -259,6 +311,7 @@ def write_jsonl(utts: Iterable[Utterance], path: str | os.PathLike, root: str | 
     base = Path(os.path.abspath(root if root is not None else path.parent))
     with atomic_open(path, "w", encoding="utf-8") as f:
         for u in utts:
+            _check_readable(u, path)
             d: dict = {"id": u.id, "path": _relative(u.path, base, path)}
             for key in ("num_samples", "speaker", "text"):
                 if getattr(u, key) is not None:
@@ -274,7 +327,7 @@ def fill_num_samples(utts: list[Utterance]) -> list[Utterance]:
     from speechunits.audio import info, num_samples_at
 
     for u in utts:
-        if u.num_samples is None:
+        if u.num_samples is None and u.error is None:
             i = info(u.path)
             u.num_samples = num_samples_at(i.frames, i.sample_rate)
     return utts
@@ -286,27 +339,45 @@ def fill_num_samples(utts: list[Utterance]) -> list[Utterance]:
 def _read_lines(path: Path) -> list[str]:
     try:
         return path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ManifestError(path, "file not found") from None
     except UnicodeDecodeError as e:
         raise ManifestError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:  # not found, permission denied, a link loop: say which
+        raise ManifestError(path, os_error_reason(e)) from None
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames.sort()
-        for name in sorted(filenames):
-            yield Path(dirpath) / name
+def _scan(folder: Path) -> list[Entry]:
+    try:
+        return list(walk(folder))
+    except ScanError as e:
+        raise ManifestError(e.folder, e.reason) from None
+
+
+def _unreadable(entries: list[Entry], folder: Path) -> list[Utterance]:
+    """Folders the scan could not list, as failed entries (id: the folder's path and a slash)."""
+    out = []
+    for e in entries:
+        if e.problem is not None:
+            out.append(Utterance(e.path.relative_to(folder).as_posix() + "/", e.path, error=e.problem))
+    return out
+
+
+def _check_readable(u: Utterance, manifest: Path) -> None:
+    if u.error is not None:
+        raise ManifestError(manifest, f"utterance {u.id!r} ({u.path}) could not be read ({u.error}); leave it out")
 
 
 def _strip_suffix(rel: str) -> str:
     return rel[: -len(Path(rel).suffix)] if Path(rel).suffix else rel
 
 
-def _check_unique(uid: str, seen: set[str], source: Path, line: int) -> None:
+def _duplicate_message(uid: str, first: str, second: str) -> str:
+    return f"duplicate utterance id {uid!r}: {first} and {second} (ids must be unique; rename or remove one)"
+
+
+def _check_unique(uid: str, where: str, seen: dict[str, str], source: Path, line: int) -> None:
     if uid in seen:
-        raise ManifestError(source, f"duplicate id {uid!r}", line)
-    seen.add(uid)
+        raise ManifestError(source, _duplicate_message(uid, seen[uid], where), line)
+    seen[uid] = where
 
 
 def _relative(p: Path, root: Path, manifest: Path) -> str:
