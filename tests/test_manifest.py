@@ -283,3 +283,7 @@ def test_manifest_paths_get_the_right_reasons(tmp_path):
     (tmp_path / "m2.jsonl").symlink_to(tmp_path / "m2.jsonl")
     with pytest.raises(ManifestError, match="m2.jsonl: symbolic link loop"):
         read_manifest(tmp_path / "m2.jsonl")
+    from speechunits.cli._common import gather_inputs
+
+    with pytest.raises(ManifestError, match="loop.wav: symbolic link loop"):  # it said "input not found"
+        gather_inputs([str(tmp_path / "loop.wav")])
