@@ -72,6 +72,9 @@ def _hf_config(*, n_mels: int, d_model: int, enc_layers: int, enc_heads: int, en
                dec_heads: int, dec_ffn: int, vocab: int, audio_ctx: int, text_ctx: int, tokens: dict) -> dict:
     multilingual = vocab >= 51865
     eot = tokens.get("<|endoftext|>", 50257 if multilingual else 50256)
+    sot = tokens.get("<|startoftranscript|>", eot + 1)
+    if sot >= vocab:  # not a real Whisper vocabulary (a test model): placeholders inside it
+        eot, sot = vocab - 2, vocab - 1
     return {
         "model_type": "whisper",
         "architectures": ["WhisperForConditionalGeneration"],
@@ -91,7 +94,7 @@ def _hf_config(*, n_mels: int, d_model: int, enc_layers: int, enc_heads: int, en
         "bos_token_id": eot,
         "eos_token_id": eot,
         "pad_token_id": eot,
-        "decoder_start_token_id": tokens.get("<|startoftranscript|>", eot + 1),
+        "decoder_start_token_id": sot,
     }
 
 
@@ -147,9 +150,15 @@ def read_openai(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]
     if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
         raise WhisperFormatError(f"{p}: not an OpenAI Whisper checkpoint (needs 'dims' and 'model_state_dict')")
     d, sd = ckpt["dims"], ckpt["model_state_dict"]
+
+    def ffn(side: str, state: int) -> int:  # 4 x width in every OpenAI model; read it anyway
+        w = sd.get(f"{side}.blocks.0.mlp.0.weight")
+        return int(w.shape[0]) if w is not None else 4 * state
+
     cfg = _hf_config(n_mels=d["n_mels"], d_model=d["n_audio_state"], enc_layers=d["n_audio_layer"],
-                     enc_heads=d["n_audio_head"], enc_ffn=4 * d["n_audio_state"], dec_layers=d["n_text_layer"],
-                     dec_heads=d["n_text_head"], dec_ffn=4 * d["n_text_state"], vocab=d["n_vocab"],
+                     enc_heads=d["n_audio_head"], enc_ffn=ffn("encoder", d["n_audio_state"]),
+                     dec_layers=d["n_text_layer"], dec_heads=d["n_text_head"],
+                     dec_ffn=ffn("decoder", d["n_text_state"]), vocab=d["n_vocab"],
                      audio_ctx=d["n_audio_ctx"], text_ctx=d["n_text_ctx"], tokens={})
     out: dict[str, torch.Tensor] = {}
 
