@@ -42,6 +42,7 @@ from speechunits import __version__
 from speechunits.audio import load
 from speechunits.data.atomic import FILE_MODE, atomic_write_text
 from speechunits.encoders import Encoder, HFEncoder, SpectralEncoder, load_encoder
+from speechunits.encoders.whisper import WhisperEncoder
 from speechunits.quantizers import MultiLayerKMeans
 from speechunits.tokens import StreamingTokenizer, UnitBPE, Units, config_hash
 from speechunits.tokens import dedup as dedup_units
@@ -238,7 +239,12 @@ class Tokenizer:
             self.bpe.save_pretrained(d)
             for name in ("tokenizer.json", "bpe_config.json"):
                 files[name] = sha256_file(d / name)
-        if isinstance(self.encoder, HFEncoder):
+        if isinstance(self.encoder, WhisperEncoder):
+            # Always stored, as float16 and only up to the layers the quantizer reads: a few MB
+            # that make the tokenizer self-contained (no converted cache, no package needed).
+            files.update(self._store_whisper(d))
+            cfg["encoder"]["stored"] = ENCODER_DIR
+        elif isinstance(self.encoder, HFEncoder):
             if self.quantizer.config().get("type") == "spin":
                 store_encoder = True  # Spin fine-tunes the encoder: its weights are part of the tokenizer
             elif store_encoder is None:
@@ -249,6 +255,12 @@ class Tokenizer:
         cfg["files"] = files
         atomic_write_text(d / "config.json", json.dumps(cfg, indent=2, sort_keys=False) + "\n")
         return d
+
+    def _store_whisper(self, d: Path) -> dict[str, str]:
+        enc = self.encoder
+        assert isinstance(enc, WhisperEncoder)
+        target = enc.save_encoder_dir(d / ENCODER_DIR, layers=self.layers)
+        return {f"{ENCODER_DIR}/{p.name}": sha256_file(p) for p in sorted(target.iterdir()) if p.is_file()}
 
     def _store_encoder(self, d: Path) -> dict[str, str]:
         enc = self.encoder
@@ -331,6 +343,14 @@ def encoder_from_config(cfg: dict, base: Path, *, device: str | torch.device = "
         mismatch = {k for k in ("dim", "hop_samples", "window_samples", "n_fft") if enc.config().get(k) != cfg.get(k)}
         if mismatch:
             raise TokenizerError(f"{base / 'config.json'}: spectral encoder rebuilt differently ({sorted(mismatch)})")
+        return enc
+    if kind == "whisper":
+        src = base / cfg["stored"] if cfg.get("stored") else cfg["name"]
+        enc = WhisperEncoder.from_pretrained(str(src), device=device, mode=cfg.get("mode", "exact"),
+                                             max_seconds=cfg.get("max_seconds", 30.0),
+                                             overlap_seconds=cfg.get("overlap_seconds", 4.0))
+        if verify and not cfg.get("stored") and cfg.get("weights_sha256") and enc.weights_sha256() != cfg["weights_sha256"]:
+            raise TokenizerError(f"{src}: Whisper weights differ from those the tokenizer at {base} was fitted with")
         return enc
     if kind == "hf":
         src = base / cfg["stored"] if cfg.get("stored") else cfg["name"]

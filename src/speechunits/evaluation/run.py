@@ -45,7 +45,7 @@ from .abx import AbxSettings, abx_section
 from .dataset import SAMPLE_RATE, EvalData, load_dataset, subset_by_seconds
 from .defaults import DEFAULT_DISTORTIONS, SECTIONS
 from .plots import layer_plots, plots_unavailable, ued_plot
-from .quality import alignment_section, codebook_section, lm_split, ngram_section
+from .quality import alignment_section, codebook_section, lm_split, ngram_section, position_section
 from .robustness import layer_view, parse_distortion, robustness
 from .speed import offline_speed, streaming_speed
 
@@ -198,6 +198,7 @@ def _evaluate_layer(tok: Any, ds: EvalData, j: int, ids: list[np.ndarray], feats
     else:
         ali, phone_stats = timed("alignment", lambda: alignment_section(ids, ds.alignments, fr, window_s))
         sec.update(ali)
+    sec["position"] = timed("position", lambda: position_section(ids, fr, sec.get("pnmi")))
     if "abx" in cfg.skip or off:
         sec["abx"] = skipped(off or "disabled (--skip abx)")
     else:
@@ -313,6 +314,8 @@ HEADLINE: tuple[tuple[str, str, bool], ...] = (
     ("pnmi", "PNMI", False),
     ("pnmi_chance", "PNMI, codes permuted (chance level)", False),
     ("cnmi", "CNMI", False),
+    ("position_nmi", "position NMI (leakage)", True),
+    ("position_nmi_margin", "position NMI over chance", True),
     ("phone_purity", "phone purity", False),
     ("abx_within_units_pct", "ABX within, units (%)", True),
     ("abx_across_units_pct", "ABX across, units (%)", True),
@@ -347,6 +350,8 @@ def headline(sec: dict[str, Any], speed: dict[str, Any] | None) -> dict[str, flo
         "pnmi": get(sec, "pnmi", "nmi"),
         "pnmi_chance": get(sec, "pnmi", "nmi_chance"),
         "cnmi": get(sec, "cnmi", "nmi"),
+        "position_nmi": get(sec, "position", "nmi"),
+        "position_nmi_margin": get(sec, "position", "margin"),
         "phone_purity": get(sec, "pnmi", "label_purity"),
         "abx_within_units_pct": pct(get(sec, "abx", "units", "within", "error")),
         "abx_across_units_pct": pct(get(sec, "abx", "units", "across", "error")),

@@ -323,6 +323,7 @@ def save_hf_dir(directory: str | os.PathLike, config: dict, state: dict[str, tor
     tmp.mkdir(parents=True)
     (tmp / "config.json").write_text(json.dumps({**config, "torch_dtype": str(dtype).split(".")[-1]}, indent=2) + "\n")
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    os.chmod(tmp / "model.safetensors", 0o644)  # safetensors creates it 0600; a plain file's mode
     for name, text in (extra or {}).items():
         (tmp / name).write_text(text)
     return replace_dir(tmp, d)
