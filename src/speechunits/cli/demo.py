@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from speechunits.data.manifest import read_manifest
     from speechunits.evaluation import EvalConfig, evaluate_and_report
     from speechunits.tokenizer import Tokenizer
-    from speechunits.tokens import read_jsonl
+    from speechunits.tokens import UnitsFileError, read_jsonl
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,7 +68,11 @@ def run(args: argparse.Namespace) -> int:
     results = {}
     for name, utts in sets.items():
         path = out / ("units-" + name.split()[0].lower() + ".jsonl")
-        report = tokenize_corpus(tok, utts, path, dedup=True)
+        try:
+            report = tokenize_corpus(tok, utts, path, dedup=True)
+        except UnitsFileError as e:  # an earlier demo with another corpus or tokenizer: start it over
+            print(f"starting {path.name} over: {e}")
+            report = tokenize_corpus(tok, utts, path, dedup=True, resume=False)
         units = read_jsonl(path)
         frames = sum(u.num_frames for u in units)
         ids = np.concatenate([u.ids for u in units]) if units else np.zeros(0, np.int64)
@@ -97,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
                                   name=Path(str(args.tokenizer)).name, tokenizer_path=str(args.tokenizer))
     print("headline numbers (full report: " + str(out / "eval" / "report.md") + "):")
     print(_headline(metrics))
-    return 0
+    failed = sum(r["failed"] for r in results.values())
+    return 1 if failed else 0  # like tokenize: some inputs could not be tokenized
 
 
 HEADLINE = (("PNMI", "pnmi", 3), ("ABX within %", "abx_within_units_pct", 1), ("utilization", "utilization", 3),

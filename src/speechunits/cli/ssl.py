@@ -15,7 +15,6 @@ starts over); ``--stop-at N`` checkpoints at step N and exits, to split a run in
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from speechunits.cli._common import add_device
@@ -141,13 +140,9 @@ def _train_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _run(fn) -> int:
-    from speechunits.data.manifest import ManifestError
-
-    try:
-        return fn()
-    except (ValueError, ManifestError, FileNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # Bad manifests, targets, options (ValueError, OSError) reach cli.main, which prints the one
+    # line `speechunits: error: ...` and exits 2 like every other verb.
+    return fn()
 
 
 def _report(kind: str, out, history: list[dict], done_dir) -> None:

@@ -145,7 +145,9 @@ class SpectralEncoder(Encoder):
         self.num_layers = 0
         base = self.n_ceps if kind == "mfcc" else self.n_mels
         self.dim = base * (1 + self.delta_order)
-        self.device = torch.device(device)
+        from speechunits.encoders.hf import check_device  # a clear error for "cuda" without CUDA
+
+        self.device = check_device(device)
 
         win = torch.hann_window(self.window, periodic=False, dtype=torch.float64).pow(0.85)
         self._window = win.to(torch.float32).to(self.device)

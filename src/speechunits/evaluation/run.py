@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from speechunits import __version__
+from speechunits.data.loader import describe_failure
 
 from ._result import is_skipped, json_safe, skipped
 from .abx import AbxSettings, abx_section
@@ -147,8 +148,13 @@ def _evaluate_dataset(tok: Any, ds: EvalData | None, src: Any, cfg: EvalConfig, 
     window_s = tok.encoder.config()["window_samples"] / tok.encoder.sample_rate
     keep_feats = cfg.abx_features and "abx" not in cfg.skip
     t = time.perf_counter()
+    failures: dict[int, str] = {}
     units, feats = tokenize_with_features(tok, ds.waves, [a is not None and keep_feats for a in ds.alignments],
-                                          progress=cfg.progress)
+                                          progress=cfg.progress, failures=failures)
+    if failures:  # the utterances the encoder failed on are left out, with the reason, like bad audio
+        ds.drop(failures)
+        if ds.num_utterances == 0:
+            raise ValueError(f"{ds.source}: no usable utterance ({len(ds.failed)} failed)")
     timings["tokenize"] = time.perf_counter() - t
     audio_s = ds.seconds
     result: dict[str, Any] = {
@@ -266,16 +272,25 @@ def _speed(tok: Any, ds: EvalData, units: list, cfg: EvalConfig, result: dict, t
 
 # --------------------------------------------------------------------------- helpers
 def tokenize_with_features(tok: Any, waves: Sequence[np.ndarray], keep: Sequence[bool],
-                           progress: bool = False) -> tuple[list[np.ndarray], list | None]:
+                           progress: bool = False, failures: dict[int, str] | None = None,
+                           ) -> tuple[list[np.ndarray], list | None]:
     """Frame ids (``[T]`` or ``[T, L]``) of every wave, and float16 features ``[T, L, D]`` where
     ``keep`` (None elsewhere; None overall when nothing is kept). One encoder pass per utterance:
-    the same calls ``Tokenizer.frame_units`` makes, so the ids are identical to it."""
+    the same calls ``Tokenizer.frame_units`` makes, so the ids are identical to it. With
+    ``failures``, an utterance whose encoding raises is left out of both lists and recorded there
+    (index -> reason) instead of stopping the evaluation."""
     from tqdm import tqdm
 
     units, feats = [], []
-    for w, k in zip(tqdm(waves, unit="utt", desc="tokenize", disable=not progress), keep):
-        f = tok.encoder.encode([w], tok.layers)[0]
-        ids = tok.quantizer.assign(f, input_layers=tok.layers).cpu().numpy().astype(np.int64)
+    for i, (w, k) in enumerate(zip(tqdm(waves, unit="utt", desc="tokenize", disable=not progress), keep)):
+        try:
+            f = tok.encoder.encode([w], tok.layers)[0]
+            ids = tok.quantizer.assign(f, input_layers=tok.layers).cpu().numpy().astype(np.int64)
+        except Exception as e:
+            if failures is None:
+                raise
+            failures[i] = describe_failure(e, "encoding")
+            continue
         units.append(ids[:, 0] if ids.shape[1] == 1 else ids)
         feats.append(f.numpy().astype(np.float16) if k else None)  # float16: half the memory, ABX-exact enough
     return units, (feats if any(keep) else None)
