@@ -11,7 +11,8 @@ from transformers import Wav2Vec2FeatureExtractor
 
 from speechunits.encoders import load_encoder
 from speechunits.fit import fit_tokenizers
-from speechunits.tokenizer import Tokenizer, TokenizerError, fit_tokenizer
+from speechunits.fit import fit_tokenizer
+from speechunits.tokenizer import Tokenizer, TokenizerError
 from speechunits.tokens import UnitBPE, expand
 from test_encoders_hf import VARIANTS, build
 

@@ -13,7 +13,8 @@ ones the tokenizer was fitted with, so the same audio gives the same units on ev
 
 Example:
     >>> import numpy as np, tempfile
-    >>> from speechunits.tokenizer import Tokenizer, fit_tokenizer
+    >>> from speechunits.tokenizer import Tokenizer
+    >>> from speechunits.fit import fit_tokenizer
     >>> from speechunits.encoders import load_encoder
     >>> rng = np.random.default_rng(0)
     >>> waves = [rng.standard_normal(16000).astype("float32") * 0.1 for _ in range(4)]
@@ -345,18 +346,3 @@ def encoder_from_config(cfg: dict, base: Path, *, device: str | torch.device = "
         return enc
     raise TokenizerError(f"{base / 'config.json'}: unknown encoder type {kind!r}")
 
-
-def fit_tokenizer(
-    encoder: Encoder,
-    data: Iterable[np.ndarray | str | os.PathLike],
-    *,
-    layers: Sequence[int] = (-1,),
-    k: int = 500,
-    seed: int = 0,
-    dedup: bool = False,
-    **kmeans_kwargs: Any,
-) -> Tokenizer:
-    """Fit one k-means per layer on ``data`` (16 kHz arrays or paths) with one encoder pass."""
-    from speechunits.fit import fit_tokenizers
-
-    return fit_tokenizers(encoder, data, layers=layers, ks=[k], seed=seed, joint=True, dedup=dedup, **kmeans_kwargs)[0]
