@@ -331,3 +331,60 @@ def test_hf_encoder_dimension_differing_from_the_codebook_is_refused_at_load(hf_
     rehash(d)
     with pytest.raises(TokenizerError, match="field 'encoder.dim' is 32 but the encoder .* has 48"):
         Tokenizer.from_pretrained(d)
+
+
+def test_hub_model_from_the_cache_is_referenced_by_name_and_reloads(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    commit = "c" * 40
+    snap = tmp_path / "hub" / "models--org--tiny" / "snapshots" / commit
+    build("hubert", "group").save_pretrained(snap)
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    tok = fit_tokenizer(load_encoder("org/tiny"), _waves(), layers=[1], k=4, seed=0, n_init=1)
+    tok.save_pretrained(tmp_path / "tok")
+    cfg = json.loads((tmp_path / "tok" / "config.json").read_text())
+    assert cfg["encoder"]["name"] == "org/tiny" and "stored" not in cfg["encoder"]  # referenced, not copied
+    assert not (tmp_path / "tok" / "encoder").exists()
+    w = _waves()[1]
+    assert np.array_equal(Tokenizer.from_pretrained(tmp_path / "tok").encode(w).ids, tok.encode(w).ids)
+
+
+def _cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Exit status and what the user sees, whether the CLI raises or prints its user errors."""
+    from speechunits.cli import main
+
+    try:
+        rc, message = main(argv), ""
+    except SystemExit as e:
+        rc, message = (e.code if isinstance(e.code, int) else 2), str(e.code)
+    except TokenizerError as e:
+        rc, message = 2, str(e)
+    captured = capsys.readouterr()
+    return rc, message + captured.out + captured.err
+
+
+def test_cli_flags_allow_unhashed_and_encoder(mfcc_dir, hf_dir, tmp_path, capsys):
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.wav", _waves()[0], 16000)
+    d = copy(mfcc_dir, tmp_path / "unhashed")
+    edit_config(d, lambda c: c.pop("files"))
+    rc, text = _cli(["tokenize", str(tmp_path / "a.wav"), "--tokenizer", str(d), "--out", str(tmp_path / "u1.jsonl"),
+                     "--no-progress"], capsys)
+    assert rc != 0 and "has no 'files' list" in text and not (tmp_path / "u1.jsonl").exists()
+    with pytest.warns(UnhashedFilesWarning):
+        rc, _ = _cli(["tokenize", str(tmp_path / "a.wav"), "--tokenizer", str(d), "--allow-unhashed",
+                      "--out", str(tmp_path / "u2.jsonl"), "--no-progress"], capsys)
+    assert rc == 0 and (tmp_path / "u2.jsonl").is_file()
+    h = copy(hf_dir, tmp_path / "by-path")  # the encoder named by a path, not stored
+    edit_config(h, lambda c: (c["encoder"].pop("stored"), c["encoder"].update(name=str(tmp_path / "model"))))
+    shutil.move(h / "encoder", tmp_path / "model")
+    rehash(h)
+    rc, text = _cli(["tokenize", str(tmp_path / "a.wav"), "--tokenizer", str(h), "--out", str(tmp_path / "u3.jsonl"),
+                     "--no-progress"], capsys)
+    assert rc != 0 and "--encoder PATH" in text
+    rc, _ = _cli(["tokenize", str(tmp_path / "a.wav"), "--tokenizer", str(h), "--encoder", str(tmp_path / "model"),
+                  "--out", str(tmp_path / "u3.jsonl"), "--no-progress"], capsys)
+    assert rc == 0 and (tmp_path / "u3.jsonl").is_file()

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from speechunits.cli._common import add_device
+from speechunits.cli._common import add_device, add_tokenizer, open_tokenizer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "and streaming. Several --data are evaluated side by side (domain transfer). Metrics whose inputs "
         "are missing are skipped with the reason. Definitions: docs/evaluation.md.",
     )
-    p.add_argument("--tokenizer", default="default", help="tokenizer directory (default: the bundled one)")
+    add_tokenizer(p)
     p.add_argument("--data", action="append", required=True,
                    help="manifest (.jsonl/.tsv) or folder; repeat for several datasets")
     p.add_argument("--out", default="eval", help="output directory (default: ./eval)")
@@ -78,12 +78,11 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from speechunits.evaluation import AbxSettings, EvalConfig, evaluate_and_report
-    from speechunits.tokenizer import Tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        tok = Tokenizer.from_pretrained(args.tokenizer, device=args.device)
+        tok = open_tokenizer(args, device=args.device)
     except (ValueError, OSError) as e:
         print(f"speechunits eval: error: {e}", file=sys.stderr)
         return 2
