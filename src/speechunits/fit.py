@@ -157,3 +157,17 @@ def fit_tokenizers(
             quantizer = MultiLayerKMeans({layer: fits[layer, k] for layer in group})
             out.append(Tokenizer(encoder, quantizer, dedup=dedup, info=info))
     return out
+
+
+def fit_tokenizer(
+    encoder: Encoder,
+    data: Iterable[np.ndarray | str | os.PathLike],
+    *,
+    layers: Sequence[int] = (-1,),
+    k: int = 500,
+    seed: int = 0,
+    dedup: bool = False,
+    **kmeans_kwargs: Any,
+) -> Tokenizer:
+    """Fit one k-means per layer on ``data`` (16 kHz arrays or paths) with one encoder pass."""
+    return fit_tokenizers(encoder, data, layers=layers, ks=[k], seed=seed, joint=True, dedup=dedup, **kmeans_kwargs)[0]

@@ -30,6 +30,26 @@ def gather_inputs(inputs: list[str]) -> list[Utterance]:
     return list(seen.values())
 
 
+def add_tokenizer(p: argparse.ArgumentParser, *, required: bool = False,
+                  help: str = "tokenizer directory (default: the bundled one)") -> None:
+    """``--tokenizer`` plus the two explicit trust flags a tokenizer directory may need."""
+    p.add_argument("--tokenizer", required=required, default=None if required else "default", help=help)
+    p.add_argument("--encoder", default=None, metavar="DIR",
+                   help="use this encoder model directory instead of the one the tokenizer names (needed when "
+                   "its config names the encoder by a path); its weights must match the config's sha256")
+    p.add_argument("--allow-unhashed", action="store_true",
+                   help="load a tokenizer whose config.json lacks sha256 hashes for some files it loads "
+                   "(warns; the files are not verified)")
+
+
+def open_tokenizer(args: argparse.Namespace, device: str = "cpu"):
+    """The tokenizer named by the flags of :func:`add_tokenizer`."""
+    from speechunits.tokenizer import Tokenizer
+
+    return Tokenizer.from_pretrained(args.tokenizer, device=device, encoder=args.encoder,
+                                     allow_unhashed=args.allow_unhashed)
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
     # Checked once for every verb in cli.main before anything is loaded (a misspelt name, or
     # cuda on a machine without it, is a usage error on the MFCC path as on the others).

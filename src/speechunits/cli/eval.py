@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from speechunits.cli._common import add_device
+from speechunits.cli._common import add_device, add_tokenizer, open_tokenizer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="exit status: 0 every utterance evaluated; 1 some failed and were left out (see "
         "OUT/errors.jsonl); 2 usage or user error.",
     )
-    p.add_argument("--tokenizer", default="default", help="tokenizer directory (default: the bundled one)")
+    add_tokenizer(p)
     p.add_argument("--data", action="append", required=True,
                    help="manifest (.jsonl/.tsv) or folder; repeat for several datasets")
     p.add_argument("--out", default="eval", help="output directory (default: ./eval)")
@@ -84,11 +84,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from speechunits.batch import write_records
     from speechunits.evaluation import AbxSettings, EvalConfig, evaluate_and_report
-    from speechunits.tokenizer import Tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    tok = Tokenizer.from_pretrained(args.tokenizer, device=args.device)
+    tok = open_tokenizer(args, device=args.device)
     cfg = EvalConfig(
         seed=args.seed, max_utterances=args.max_utterances, alignments=args.alignments,
         distortions=args.distortions, robustness_seconds=args.robustness_seconds or None,

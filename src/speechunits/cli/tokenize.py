@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from speechunits.cli._common import add_device, add_shards, gather_inputs, positive_int, shard_args
+from speechunits.cli._common import (
+    add_device,
+    add_shards,
+    add_tokenizer,
+    gather_inputs,
+    open_tokenizer,
+    positive_int,
+    shard_args,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the others are written; 2 usage or user error.",
     )
     p.add_argument("inputs", nargs="+", help="audio files, folders, or manifests (.tsv, .jsonl)")
-    p.add_argument("--tokenizer", default="default", help="tokenizer directory (default: the bundled one)")
+    add_tokenizer(p)
     p.add_argument("--out", required=True, help="output units file (.jsonl, .parquet, .km, .txt)")
     p.add_argument("--dedup", action="store_true", default=None, help="collapse repeated units (keeps durations)")
     p.add_argument("--bpe", action="store_true", default=None, help="apply the tokenizer's BPE (implies --dedup)")
@@ -39,13 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from speechunits.batch import check_output_file, shard_output_path, tokenize_corpus
-    from speechunits.tokenizer import Tokenizer
 
     nshard, rank = shard_args(args)
     # A folder, an input or an unwritable place as --out fails now, not after the model loads.
     check_output_file(shard_output_path(args.out, rank, nshard), (), args.inputs)
     utts = gather_inputs(args.inputs)
-    tok = Tokenizer.from_pretrained(args.tokenizer, device=args.device)
+    tok = open_tokenizer(args, device=args.device)
     report = tokenize_corpus(
         tok, utts, args.out, dedup=args.dedup, bpe=args.bpe, nshard=nshard, rank=rank,
         resume=not args.no_resume, batch_size=args.batch_size, progress=not args.no_progress,

@@ -15,7 +15,7 @@ Each dataset is its own section, so a quantizer fitted on one corpus and evaluat
 Example:
     >>> import numpy as np, soundfile as sf, tempfile, pathlib
     >>> from speechunits.encoders import load_encoder
-    >>> from speechunits.tokenizer import fit_tokenizer
+    >>> from speechunits.fit import fit_tokenizer
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> rng = np.random.default_rng(0)
     >>> for i in range(3):
