@@ -260,8 +260,7 @@ class Tokenizer:
         if isinstance(self.encoder, WhisperEncoder):
             # Always stored, as float16 and only up to the layers the quantizer reads: a few MB
             # that make the tokenizer self-contained (no converted cache, no package needed).
-            files.update(self._store_whisper(d))
-            cfg["encoder"]["stored"] = ENCODER_DIR
+            files.update(self._store_whisper(d, cfg))
         elif isinstance(self.encoder, HFEncoder):
             if self.quantizer.config().get("type") == "spin":
                 store_encoder = True  # Spin fine-tunes the encoder: its weights are part of the tokenizer
@@ -275,10 +274,15 @@ class Tokenizer:
         cfg["files"] = files
         atomic_write_text(d / CONFIG_FILE, json.dumps(cfg, indent=2, sort_keys=False) + "\n")
 
-    def _store_whisper(self, d: Path) -> dict[str, str]:
+    def _store_whisper(self, d: Path, cfg: dict[str, Any]) -> dict[str, str]:
+        """Store the layers the quantizer reads (float16); the config then describes that copy."""
         enc = self.encoder
         assert isinstance(enc, WhisperEncoder)
         target = enc.save_encoder_dir(d / ENCODER_DIR, layers=self.layers)
+        stored = WhisperEncoder.from_pretrained(target, mode=enc.mode, max_seconds=enc.max_seconds,
+                                                overlap_seconds=enc.overlap_seconds)
+        cfg["encoder"] = {**stored.config(), "name": enc.name, "stored": ENCODER_DIR,
+                          "source_weights_sha256": cfg["encoder"]["weights_sha256"]}
         return {f"{ENCODER_DIR}/{p.name}": sha256_file(p) for p in sorted(target.iterdir()) if p.is_file()}
 
     def _store_encoder(self, d: Path) -> dict[str, str]:
