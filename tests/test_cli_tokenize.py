@@ -43,7 +43,8 @@ def test_tokenize_records_bad_files_and_goes_on(folder, tokdir, tmp_path, capsys
     (bad / "broken.wav").write_bytes(b"RIFF" + bytes(50))
     (bad / "empty.flac").write_bytes(b"")
     out = tmp_path / "units.jsonl"
-    assert main(["tokenize", "--tokenizer", str(tokdir), "--out", str(out), str(folder), str(bad), "--no-progress"]) == 0
+    # exit 1: some inputs failed (the others are written)
+    assert main(["tokenize", "--tokenizer", str(tokdir), "--out", str(out), str(folder), str(bad), "--no-progress"]) == 1
     units = read_jsonl(out)
     assert [u.utt_id for u in units] == [f"spk{i % 2}/utt{i}" for i in (0, 2, 4, 1, 3, 5)]
     errors = [json.loads(x) for x in (tmp_path / "units.jsonl.errors.jsonl").read_text().splitlines()]
@@ -58,7 +59,8 @@ def test_resume_after_a_kill_gives_the_same_file(folder, tokdir, tmp_path):
     killed = tmp_path / "killed.jsonl"
     lines = clean.read_text().splitlines(keepends=True)
     killed.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])  # a kill mid-line
-    (tmp_path / "killed.jsonl.config.json").write_bytes((tmp_path / "clean.jsonl.config.json").read_bytes())
+    for side in (".config.json", ".job.json"):  # what a killed job leaves beside its output
+        (tmp_path / f"killed.jsonl{side}").write_bytes((tmp_path / f"clean.jsonl{side}").read_bytes())
     main(["tokenize", "--tokenizer", str(tokdir), "--out", str(killed), str(folder), "--no-progress", "--dedup"])
     assert killed.read_text() == clean.read_text()
 

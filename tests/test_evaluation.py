@@ -36,7 +36,7 @@ def corpus(tmp_path_factory):
 def tok_dir(corpus, tmp_path_factory):
     from speechunits.data.manifest import read_manifest
     from speechunits.encoders import load_encoder
-    from speechunits.tokenizer import fit_tokenizer
+    from speechunits.fit import fit_tokenizer
 
     paths = [str(u.path) for u in read_manifest(corpus / "manifest.jsonl")]
     tok = fit_tokenizer(load_encoder("mfcc"), paths, layers=[0], k=16, seed=0, n_init=1)

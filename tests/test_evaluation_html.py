@@ -23,7 +23,7 @@ PHONES = ["AA", "B", "IY", "K", "S", "sil"]
 def report(tmp_path_factory):
     from speechunits.encoders import load_encoder
     from speechunits.evaluation import EvalConfig, evaluate_and_report
-    from speechunits.tokenizer import fit_tokenizer
+    from speechunits.fit import fit_tokenizer
 
     d = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)

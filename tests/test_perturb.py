@@ -451,7 +451,7 @@ def test_docstring_examples():
     import doctest
     import importlib
 
-    for mod in ("level", "noise", "reverb", "pitch", "stretch", "eq", "speaker", "record"):
+    for mod in ("level", "noise", "reverb", "pitch", "stretch", "eq", "speaker", "record", "random_speaker"):
         m = importlib.import_module(f"speechunits.audio.perturb.{mod}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AudioWarning)

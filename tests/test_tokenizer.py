@@ -11,7 +11,8 @@ from transformers import Wav2Vec2FeatureExtractor
 
 from speechunits.encoders import load_encoder
 from speechunits.fit import fit_tokenizers
-from speechunits.tokenizer import Tokenizer, TokenizerError, fit_tokenizer
+from speechunits.fit import fit_tokenizer
+from speechunits.tokenizer import Tokenizer, TokenizerError
 from speechunits.tokens import UnitBPE, expand
 from test_encoders_hf import VARIANTS, build
 
@@ -147,11 +148,14 @@ def test_referenced_encoder_with_changed_weights_is_refused(waves, tmp_path):
     build("hubert", "group").save_pretrained(model_dir)
     tok = fit_tokenizers(load_encoder(str(model_dir)), waves[:2], layers=[2], ks=[4], seed=0)[0]
     tok.save_pretrained(tmp_path / "tok", store_encoder=False)
-    assert Tokenizer.from_pretrained(tmp_path / "tok").layers == [2]
+    # A path in a tokenizer config is only followed when the caller names the encoder.
+    with pytest.raises(TokenizerError, match="'encoder.name' is .*a path.*encoder=PATH"):
+        Tokenizer.from_pretrained(tmp_path / "tok")
+    assert Tokenizer.from_pretrained(tmp_path / "tok", encoder=model_dir).layers == [2]
     other = build("hubert", "group", seed=1)
     other.save_pretrained(model_dir)  # same name, other weights
     with pytest.raises(TokenizerError, match="weights differ"):
-        Tokenizer.from_pretrained(tmp_path / "tok")
+        Tokenizer.from_pretrained(tmp_path / "tok", encoder=model_dir)
 
 
 def test_stream_matches_offline(mfcc_tok, waves):

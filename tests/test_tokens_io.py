@@ -240,11 +240,13 @@ def test_writer_config_checks(tmp_path):
     p = tmp_path / "w.jsonl"
     with UnitsWriter(p, CFG) as w:
         w.write(_utts(2)[1])
-    with pytest.raises(UnitsFileError, match="different tokenizer config"):
+    with pytest.raises(UnitsFileError, match=r"written differently: tokenizer config\.k: 500 before, 1000 now"):
         UnitsWriter(p, {**CFG, "k": 1000}, resume=True)
     with UnitsWriter(p, {**CFG, "k": 1000}, resume=False) as w:  # start over
         assert len(w) == 0
     assert p.read_text() == ""
+    with UnitsWriter(p, CFG, resume=True) as w:  # an empty file holds nothing to mix: a fresh start
+        w.write(_utts(2)[1])
     config_path(p).unlink()
     with pytest.raises(UnitsFileError, match="cannot resume: missing tokenizer config"):
         UnitsWriter(p, CFG, resume=True)
@@ -298,3 +300,56 @@ def test_killed_job_resumes_without_loss_or_duplicates(tmp_path):
     rng = np.random.default_rng(0)
     for u in back:
         assert np.array_equal(u.ids, rng.integers(0, 500, 400))
+
+
+# ---------------------------------------------------------------------- issue 13, item 15
+@pytest.mark.parametrize("line,reason", [
+    ('{"id": "c", "units": [1, 500, 3]}', r"unit id 500 out of range: the config allows ids 0\.\.499"),
+    ('{"id": "c", "units": [1, -1]}', "negative unit id -1"),
+])
+def test_unit_ids_outside_the_codebook_are_refused_on_read_and_resume(tmp_path, line, reason):
+    path = tmp_path / "u.jsonl"
+    write_jsonl(path, _utts(2), CFG)  # k = 500
+    with open(path, "a") as f:
+        f.write(line + "\n")
+    with pytest.raises(UnitsFileError, match=rf"u\.jsonl:3: utterance 'c': {reason}"):
+        read_jsonl(path)
+    with pytest.raises(UnitsFileError, match=rf"u\.jsonl:3: utterance 'c': {reason}"):
+        UnitsWriter(path, CFG, resume=True)  # not taken as done and resumed after
+
+
+def test_unit_ids_outside_the_codebook_in_km_parquet_and_text(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    k = tmp_path / "u.km"
+    write_km(k, _utts(3), CFG)
+    k.write_text("1 2\n3 4\n5 777\n")
+    with pytest.raises(UnitsFileError, match=r"u\.km:3: .*unit id 777 out of range"):
+        read_km(k)
+    p = tmp_path / "u.parquet"
+    io_mod.write_config(p, CFG)
+    pq.write_table(pa.table({"id": ["a", "b"], "units": [[1], [2, 9000]]}), p)
+    with pytest.raises(UnitsFileError, match=r"u\.parquet \(row 1\): utterance 'b': unit id 9000 out of range"):
+        read_parquet(p)
+    t = tmp_path / "u.txt"
+    write_unit_text(t, _utts(2), CFG)
+    t.write_text("a\t<|u1|><|u500|>\n")
+    with pytest.raises(UnitsFileError, match=r"u\.txt:1: .*unit id 500"):
+        read_unit_text(t)
+
+
+def test_out_of_range_ids_are_not_written_and_bpe_or_layers_set_the_bound(tmp_path):
+    p = tmp_path / "x.jsonl"
+    with pytest.raises(ValueError, match="a: unit id 500 out of range"):
+        write_jsonl(p, [Units([1, 500], 50.0, utt_id="a")], CFG)
+    with UnitsWriter(tmp_path / "w.jsonl", CFG) as w, pytest.raises(ValueError, match="out of range"):
+        w.write(Units([500], 50.0, utt_id="a"))
+    assert not p.exists()
+    bpe_cfg = {**CFG, "bpe": {"vocab_size": 600, "actual_vocab_size": 600}}  # BPE tokens go past k
+    write_jsonl(p, [Units([1, 599], 50.0, utt_id="a")], bpe_cfg)
+    assert read_jsonl(p)[0].ids.tolist() == [1, 599]
+    two = {**CFG, "k": [500, 8], "num_layers": 2}  # one bound per codebook
+    write_jsonl(p, [Units([[499, 7]], 50.0, utt_id="a")], two)
+    with pytest.raises(ValueError, match="unit id 8 in layer column 1 out of range"):
+        write_jsonl(p, [Units([[1, 8]], 50.0, utt_id="a")], two)

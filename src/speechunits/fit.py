@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechunits.data.loader import iter_audio
+from speechunits.data.loader import describe_failure, iter_audio
 from speechunits.data.manifest import Utterance
 from speechunits.encoders import Encoder
 from speechunits.quantizers import MultiLayerKMeans, fit_sweep
@@ -38,12 +38,20 @@ from speechunits.tokenizer import Tokenizer
 log = logging.getLogger(__name__)
 
 
+class NoUtterancesError(ValueError):
+    """Not one utterance of the data could be decoded and encoded."""
+
+
 class _Stats:
-    def __init__(self) -> None:
+    def __init__(self, failures: list[dict] | None = None, warnings: list[dict] | None = None) -> None:
         self.utterances = 0
         self.seconds = 0.0
-        self.failed: list[str] = []
+        self.failed: list[dict] = failures if failures is not None else []
+        self.warnings: list[dict] = warnings if warnings is not None else []
         self.ids = hashlib.sha256()
+
+    def nothing_encoded(self) -> str:
+        return f"no utterance could be encoded ({len(self.failed)} failed): nothing to fit k-means on"
 
 
 def _as_utterances(data: Iterable[Any]) -> Iterator[Utterance | np.ndarray]:
@@ -62,20 +70,28 @@ def _feature_stream(encoder: Encoder, data: Iterable[Any], layers: list[int], st
     arrays = [x for x in items if not isinstance(x, Utterance)]
     bar = tqdm(total=len(items), unit="utt", desc="encode", disable=not progress)
     for j, wave in enumerate(arrays):
-        yield from _encode_one(encoder, wave, f"<array {j}>", layers, stats)
+        yield from _encode_one(encoder, wave, f"<array {j}>", None, layers, stats)
         bar.update(1)
     for item in iter_audio(utts):
+        stats.warnings.extend({"id": item.utt.id, "path": str(item.utt.path), "warning": w} for w in item.warnings)
         if item.wave is None:
-            stats.failed.append(item.error or item.utt.id)
+            stats.failed.append({"id": item.utt.id, "path": str(item.utt.path), "reason": item.error or "unreadable"})
             log.warning("skipped %s", item.error)
         else:
-            yield from _encode_one(encoder, item.wave, item.utt.id, layers, stats)
+            yield from _encode_one(encoder, item.wave, item.utt.id, item.utt.path, layers, stats)
         bar.update(1)
     bar.close()
 
 
-def _encode_one(encoder: Encoder, wave: np.ndarray, uid: str, layers: list[int], stats: _Stats) -> Iterator[torch.Tensor]:
-    feats = encoder.encode([wave], layers)[0]
+def _encode_one(encoder: Encoder, wave: np.ndarray, uid: str, path: Path | None, layers: list[int],
+                stats: _Stats) -> Iterator[torch.Tensor]:
+    try:
+        feats = encoder.encode([wave], layers)[0]
+    except Exception as e:  # one utterance's failure (memory, a model error) costs only that utterance
+        reason = describe_failure(e, "encoding")
+        stats.failed.append({"id": uid, "path": str(path) if path is not None else uid, "reason": reason})
+        log.warning("skipped %s: %s", uid, reason)
+        return
     stats.utterances += 1
     stats.seconds += len(wave) / encoder.sample_rate
     stats.ids.update(uid.encode() + b"\n")
@@ -97,22 +113,32 @@ def fit_tokenizers(
     max_bytes: int | None = None,
     progress: bool = False,
     data_name: str | None = None,
+    failures: list[dict] | None = None,
+    warnings: list[dict] | None = None,
     **kmeans_kwargs: Any,
 ) -> list[Tokenizer]:
     """Fit k-means tokenizers for every k (and layer, unless ``joint``) from one encoder pass.
 
     ``data``: utterances, paths, or 16 kHz float32 arrays. ``kmeans_kwargs`` go to ``KMeans``
     (``n_init``, ``max_iter``, ``device``...). Returns tokenizers ordered by (k, layer).
+    An utterance that cannot be decoded or encoded is left out and, when ``failures`` is given,
+    appended to it as ``{"id", "path", "reason"}`` (even if the fit then fails); audio warnings
+    (silent, clipped) go to ``warnings`` as ``{"id", "path", "warning"}``.
     """
     resolved = encoder.resolve_layers(list(layers))
     if len(set(resolved)) != len(resolved):
         raise ValueError(f"layers {list(layers)} name the same layer twice")
-    stats = _Stats()
+    stats = _Stats(failures, warnings)
     stream = _feature_stream(encoder, data, resolved, stats, progress)
-    fits = fit_sweep(stream, resolved, ks, input_layers=resolved, max_frames=max_frames, percent=percent,
-                     max_bytes=max_bytes, seed=seed, **kmeans_kwargs)
+    try:
+        fits = fit_sweep(stream, resolved, ks, input_layers=resolved, max_frames=max_frames, percent=percent,
+                         max_bytes=max_bytes, seed=seed, **kmeans_kwargs)
+    except ValueError:
+        if stats.utterances == 0:  # the sweep's "empty stream" is this, said in the data's terms
+            raise NoUtterancesError(stats.nothing_encoded()) from None
+        raise
     if stats.utterances == 0:
-        raise ValueError("no utterance could be encoded: nothing to fit k-means on")
+        raise NoUtterancesError(stats.nothing_encoded())
     info = {
         "seed": seed,
         "training_data": {
@@ -131,3 +157,17 @@ def fit_tokenizers(
             quantizer = MultiLayerKMeans({layer: fits[layer, k] for layer in group})
             out.append(Tokenizer(encoder, quantizer, dedup=dedup, info=info))
     return out
+
+
+def fit_tokenizer(
+    encoder: Encoder,
+    data: Iterable[np.ndarray | str | os.PathLike],
+    *,
+    layers: Sequence[int] = (-1,),
+    k: int = 500,
+    seed: int = 0,
+    dedup: bool = False,
+    **kmeans_kwargs: Any,
+) -> Tokenizer:
+    """Fit one k-means per layer on ``data`` (16 kHz arrays or paths) with one encoder pass."""
+    return fit_tokenizers(encoder, data, layers=layers, ks=[k], seed=seed, joint=True, dedup=dedup, **kmeans_kwargs)[0]

@@ -7,13 +7,16 @@ A tokenizer is a directory in the Hugging Face style::
     tokenizer.json         optional BPE over units (with bpe_config.json)
     encoder/               optional: the encoder's own weights, when stored with the tokenizer
 
-An encoder that is not stored is referenced by name (a spectral recipe, or a Hugging Face model
-name or directory) and the sha256 of its weights; loading checks that the weights found are the
-ones the tokenizer was fitted with, so the same audio gives the same units on every machine.
+An encoder that is not stored is referenced by name (a spectral recipe, or a Hugging Face hub model
+name) and the sha256 of its weights; loading checks that the weights found are the ones the
+tokenizer was fitted with, so the same audio gives the same units on every machine. A tokenizer
+directory is untrusted input: loading checks every field, path and hash first
+(:mod:`speechunits.tokenizer_config`) and never runs code shipped in it (:mod:`speechunits.security`).
 
 Example:
     >>> import numpy as np, tempfile
-    >>> from speechunits.tokenizer import Tokenizer, fit_tokenizer
+    >>> from speechunits.tokenizer import Tokenizer
+    >>> from speechunits.fit import fit_tokenizer
     >>> from speechunits.encoders import load_encoder
     >>> rng = np.random.default_rng(0)
     >>> waves = [rng.standard_normal(16000).astype("float32") * 0.1 for _ in range(4)]
@@ -21,54 +24,56 @@ Example:
     >>> units = tok.encode(waves[0])
     >>> units.ids.shape, units.frame_rate
     ((49,), 50.0)
-    >>> d = tempfile.mkdtemp(); tok.save_pretrained(d)
+    >>> d = tempfile.mkdtemp() + "/tok"; _ = tok.save_pretrained(d)
     >>> bool((Tokenizer.from_pretrained(d).encode(waves[0]).ids == units.ids).all())
     True
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from speechunits import __version__
 from speechunits.audio import load
-from speechunits.data.atomic import FILE_MODE, atomic_write_text
-from speechunits.encoders import Encoder, HFEncoder, SpectralEncoder, load_encoder
-from speechunits.quantizers import MultiLayerKMeans
+from speechunits.data.atomic import FILE_MODE, atomic_write_text, replace_dir
+from speechunits.encoders import Encoder, HFEncoder
+from speechunits.encoders.hf import check_device
+from speechunits.encoders.whisper import WhisperEncoder
+from speechunits.quantizers.checkpoint import CheckpointError
+from speechunits.tokenizer_config import (
+    CONFIG_FILE,
+    ENCODER_DIR,
+    FORMAT_VERSION,
+    QUANTIZER_FILE,
+    TOKENIZER_TYPE,
+    TokenizerError,
+    check_files,
+    is_hub_name,
+    read_config,
+    sha256_file,
+)
+from speechunits.tokenizer_load import encoder_from_config, quantizer_from_state
 from speechunits.tokens import StreamingTokenizer, UnitBPE, Units, config_hash
 from speechunits.tokens import dedup as dedup_units
 
-TOKENIZER_TYPE = "speechunits-tokenizer"
-FORMAT_VERSION = 1
-QUANTIZER_FILE = "quantizer.safetensors"
-ENCODER_DIR = "encoder"
 DEFAULT_DIR = Path(__file__).parent / "pretrained" / "default"
+# A folder gets the mode mkdir would give it: the file mode plus search where it is readable.
+DIR_MODE = FILE_MODE | ((FILE_MODE & 0o444) >> 2)
+__all__ = ["DEFAULT_DIR", "Tokenizer", "TokenizerError", "encoder_from_config", "quantizer_from_state", "sha256_file"]
 
 
 # What a tokenizer needs of its quantizer: ``layers``, ``ks``, ``assign(features [T, L, D],
 # input_layers=...) -> [T, L]``, ``config()`` with a ``"type"``, ``state_dict()`` and a
 # ``from_state`` that ``quantizer_from_state`` dispatches to. k-means and Spin/DC-Spin qualify.
 Quantizer = Any
-
-
-class TokenizerError(ValueError):
-    """A tokenizer directory that cannot be used; the message names the file and the reason."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Tokenizer:
@@ -219,76 +224,111 @@ class Tokenizer:
     def save_pretrained(self, directory: str | os.PathLike, *, store_encoder: bool | None = None) -> Path:
         """Write the tokenizer directory; ``store_encoder`` copies an HF encoder's files into it.
 
-        By default an HF encoder from a local directory that is not in the HF cache is stored
-        (a path on this machine means nothing elsewhere); a hub model is referenced.
+        By default an HF encoder is stored unless it is a hub model read from the HF cache (a path
+        on this machine means nothing elsewhere, and a tokenizer naming one is not loaded unasked).
+        The directory is written beside ``directory`` and swapped in whole
+        (:func:`~speechunits.data.atomic.replace_dir`): re-fitting into an existing tokenizer leaves
+        nothing of the old one (no stale ``encoder/``), and a save killed half-way leaves the old
+        one intact. An existing non-empty folder that is not a tokenizer is never replaced.
         """
+        d = Path(directory)
+        _check_replaceable(d)
+        d.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{d.name}.", suffix=".tmp", dir=d.parent))
+        try:
+            os.chmod(tmp, DIR_MODE)  # mkdtemp makes it 0700
+            self._write(tmp, store_encoder)
+            replace_dir(tmp, d)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return d
+
+    def _write(self, d: Path, store_encoder: bool | None) -> None:
         from safetensors.torch import save_file
 
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         cfg = self.config()
         files: dict[str, str] = {}
         qpath = d / QUANTIZER_FILE
-        tmp = d / f".{QUANTIZER_FILE}.tmp"
-        save_file({k: v.contiguous().cpu() for k, v in self.quantizer.state_dict().items()}, str(tmp))
-        os.chmod(tmp, FILE_MODE)  # safetensors creates it 0600; give it a plain file's mode
-        os.replace(tmp, qpath)
+        save_file({k: v.contiguous().cpu() for k, v in self.quantizer.state_dict().items()}, str(qpath))
+        os.chmod(qpath, FILE_MODE)  # safetensors creates it 0600; give it a plain file's mode
         files[QUANTIZER_FILE] = sha256_file(qpath)
         if self.bpe is not None:
             self.bpe.save_pretrained(d)
             for name in ("tokenizer.json", "bpe_config.json"):
                 files[name] = sha256_file(d / name)
-        if isinstance(self.encoder, HFEncoder):
+        if isinstance(self.encoder, WhisperEncoder):
+            # Always stored, as float16 and only up to the layers the quantizer reads: a few MB
+            # that make the tokenizer self-contained (no converted cache, no package needed).
+            files.update(self._store_whisper(d, cfg))
+        elif isinstance(self.encoder, HFEncoder):
             if self.quantizer.config().get("type") == "spin":
                 store_encoder = True  # Spin fine-tunes the encoder: its weights are part of the tokenizer
             elif store_encoder is None:
-                store_encoder = self.encoder.source_dir is not None and "snapshots" not in self.encoder.source_dir.parts
+                src = self.encoder.source_dir
+                from_cache = src is not None and src.parent.name == "snapshots"
+                store_encoder = not (from_cache and is_hub_name(self.encoder.name))
             if store_encoder:
                 files.update(self._store_encoder(d))
                 cfg["encoder"]["stored"] = ENCODER_DIR
         cfg["files"] = files
-        atomic_write_text(d / "config.json", json.dumps(cfg, indent=2, sort_keys=False) + "\n")
-        return d
+        atomic_write_text(d / CONFIG_FILE, json.dumps(cfg, indent=2, sort_keys=False) + "\n")
+
+    def _store_whisper(self, d: Path, cfg: dict[str, Any]) -> dict[str, str]:
+        """Store the layers the quantizer reads (float16); the config then describes that copy."""
+        enc = self.encoder
+        assert isinstance(enc, WhisperEncoder)
+        target = enc.save_encoder_dir(d / ENCODER_DIR, layers=self.layers)
+        stored = WhisperEncoder.from_pretrained(target, mode=enc.mode, max_seconds=enc.max_seconds,
+                                                overlap_seconds=enc.overlap_seconds)
+        cfg["encoder"] = {**stored.config(), "name": enc.name, "stored": ENCODER_DIR,
+                          "source_weights_sha256": cfg["encoder"]["weights_sha256"]}
+        return {f"{ENCODER_DIR}/{p.name}": sha256_file(p) for p in sorted(target.iterdir()) if p.is_file()}
 
     def _store_encoder(self, d: Path) -> dict[str, str]:
+        """Copy the encoder's own top-level files (not hidden ones, no pickles) into ``d/encoder``."""
         enc = self.encoder
         assert isinstance(enc, HFEncoder)
         target = d / ENCODER_DIR
-        tmp = d / f".{ENCODER_DIR}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
         if enc.source_dir is not None:
-            shutil.copytree(enc.source_dir, tmp, ignore=shutil.ignore_patterns(".*", "*.bin", "*.pt", "*.ckpt"))
+            target.mkdir()
+            for p in sorted(enc.source_dir.iterdir()):
+                if p.is_file() and not p.name.startswith(".") and p.suffix not in (".bin", ".pt", ".ckpt"):
+                    shutil.copyfile(p, target / p.name)
         else:
-            enc.model.save_pretrained(tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
+            enc.model.save_pretrained(target)
         return {f"{ENCODER_DIR}/{p.name}": sha256_file(p) for p in sorted(target.iterdir()) if p.is_file()}
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike = "default", *, device: str | torch.device = "cpu", verify: bool = True
+        cls,
+        directory: str | os.PathLike = "default",
+        *,
+        device: str | torch.device = "cpu",
+        verify: bool = True,
+        encoder: str | os.PathLike | Encoder | None = None,
+        allow_unhashed: bool = False,
     ) -> "Tokenizer":
-        """Load a tokenizer directory (``"default"``: the bundled one), checking every file's hash."""
-        d = DEFAULT_DIR if str(directory) == "default" else Path(directory)
-        cfg_path = d / "config.json"
-        if not cfg_path.is_file():
-            hint = " (the bundled default is not built yet; fit one with `speechunits fit`)" if str(directory) == "default" else ""
-            raise TokenizerError(f"{cfg_path}: no tokenizer config{hint}")
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
-            raise TokenizerError(f"{cfg_path}: not valid JSON ({e})") from None
-        if not isinstance(cfg, dict) or cfg.get("type") != TOKENIZER_TYPE:
-            raise TokenizerError(f"{cfg_path}: not a speechunits tokenizer (type {cfg.get('type') if isinstance(cfg, dict) else None!r})")
-        if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
-            raise TokenizerError(f"{cfg_path}: format version {cfg['format_version']} is newer than this speechunits reads ({FORMAT_VERSION})")
-        if verify:
-            for name, digest in (cfg.get("files") or {}).items():
-                p = d / name
-                if not p.is_file():
-                    raise TokenizerError(f"{p}: missing (listed in {cfg_path})")
-                if sha256_file(p) != digest:
-                    raise TokenizerError(f"{p}: sha256 mismatch with {cfg_path} (file changed or corrupt)")
+        """Load a tokenizer directory (``"default"``: the bundled one), treating it as untrusted input.
+
+        Every field of ``config.json`` is checked, every file read must lie inside the directory and
+        match its sha256 in ``files``, and no model code shipped in it is ever run
+        (:mod:`speechunits.tokenizer_config`, :mod:`speechunits.security`).
+
+        Args:
+            encoder: use this encoder (a model directory or an :class:`Encoder`) instead of the
+                one the config names. Needed when the config names its encoder by a path on the
+                machine that fitted it; its weights must still match the config's hashes.
+            allow_unhashed: load even if ``config.json`` has no ``files`` list, or leaves out a
+                file that is read (a warning instead of an error).
+            verify: ``False`` skips the sha256 checks (fields and paths are still checked).
+        """
+        check_device(device)  # a bad device is the caller's error, not the directory's
+        is_default = str(directory) == "default"
+        d = DEFAULT_DIR if is_default else Path(directory)
+        cfg = read_config(d, is_default=is_default)
+        cfg_path = d / CONFIG_FILE
+        check_files(d, cfg, allow_unhashed=allow_unhashed, hashes=verify)
         from safetensors.torch import load_file
 
         qpath = d / QUANTIZER_FILE
@@ -296,67 +336,42 @@ class Tokenizer:
             tensors = load_file(str(qpath))
         except Exception as e:
             raise TokenizerError(f"{qpath}: cannot read codebooks ({e})") from None
-        quantizer = quantizer_from_state(cfg.get("quantizer") or {}, tensors, source=qpath, device=device)
-        encoder = encoder_from_config(cfg["encoder"], d, device=device, verify=verify)
-        bpe = UnitBPE.from_pretrained(d) if cfg.get("bpe") else None
+        try:
+            quantizer = quantizer_from_state(cfg["quantizer"], tensors, source=qpath, device=device)
+        except CheckpointError as e:
+            raise TokenizerError(str(e)) from None
+        enc = encoder_from_config(cfg, d, device=device, verify=verify, encoder=encoder, allow_unhashed=allow_unhashed)
+        bpe = None
+        if cfg.get("bpe"):
+            try:
+                bpe = UnitBPE.from_pretrained(d)
+            except (OSError, ValueError) as e:
+                raise TokenizerError(str(e)) from None
         known = {"type", "format_version", "speechunits_version", "encoder", "layers", "frame_rate", "k",
                  "quantizer", "dedup", "bpe", "files"}
         info = {k: v for k, v in cfg.items() if k not in known}
-        return cls(encoder, quantizer, dedup=bool(cfg.get("dedup")), bpe=bpe, info=info)
+        try:
+            tok = cls(enc, quantizer, dedup=bool(cfg.get("dedup")), bpe=bpe, info=info)
+        except (TokenizerError, ValueError) as e:
+            raise TokenizerError(f"{cfg_path}: {e}") from None
+        if tok.layers != sorted(cfg["layers"]):
+            raise TokenizerError(f"{cfg_path}: field 'layers' is {cfg['layers']}; expected the quantizer's layers {tok.layers}")
+        k = tok.vocab_sizes if len(tok.layers) > 1 else tok.vocab_sizes[0]
+        if "k" in cfg and cfg["k"] != k:
+            raise TokenizerError(f"{cfg_path}: field 'k' is {cfg['k']!r}; expected {k}, the codebook size in {QUANTIZER_FILE}")
+        return tok
 
 
-def quantizer_from_state(config: dict, tensors: dict, *, source: object, device: str | torch.device = "cpu"):
-    """The quantizer a tokenizer recorded, by its config's ``type``."""
-    kind = config.get("type")
-    if kind == "multilayer_kmeans":
-        return MultiLayerKMeans.from_state(config, tensors, source=source, device=device)
-    if kind == "spin":
-        from speechunits.quantizers.spin import SpinQuantizer
-
-        return SpinQuantizer.from_state(config, tensors, source=source, device=device)
-    raise TokenizerError(f"{source}: unknown quantizer type {kind!r}")
-
-
-def encoder_from_config(cfg: dict, base: Path, *, device: str | torch.device = "cpu", verify: bool = True) -> Encoder:
-    """Rebuild the encoder a tokenizer recorded: spectral from its recipe, HF from files + hash check."""
-    kind = cfg.get("type")
-    if kind == "spectral":
-        params = {k: cfg[k] for k in ("sample_rate", "frame_rate", "n_mels", "delta_order", "preemphasis", "cmvn") if k in cfg}
-        if cfg.get("name") == "mfcc":
-            params.update({k: cfg[k] for k in ("n_ceps", "cepstral_lifter") if cfg.get(k) is not None})
-        lo, hi = cfg.get("mel_range_hz", [20.0, 0.0])
-        params["low_freq"] = lo
-        params["window_ms"] = 1000.0 * cfg["window_samples"] / cfg["sample_rate"]
-        enc = SpectralEncoder(cfg["name"], device=device, **params)
-        mismatch = {k for k in ("dim", "hop_samples", "window_samples", "n_fft") if enc.config().get(k) != cfg.get(k)}
-        if mismatch:
-            raise TokenizerError(f"{base / 'config.json'}: spectral encoder rebuilt differently ({sorted(mismatch)})")
-        return enc
-    if kind == "hf":
-        src = base / cfg["stored"] if cfg.get("stored") else cfg["name"]
-        enc = load_encoder(str(src), device=device, revision=None if cfg.get("stored") else cfg.get("revision"),
-                           normalize=cfg.get("normalize"), max_seconds=cfg.get("max_seconds", 30.0),
-                           overlap_seconds=cfg.get("overlap_seconds", 4.0))
-        if verify and cfg.get("weights_sha256") and enc.weights_sha256() != cfg["weights_sha256"]:
-            raise TokenizerError(
-                f"{src}: encoder weights differ from those the tokenizer at {base} was fitted with "
-                "(sha256 mismatch); units would not be reproducible"
-            )
-        return enc
-    raise TokenizerError(f"{base / 'config.json'}: unknown encoder type {kind!r}")
-
-
-def fit_tokenizer(
-    encoder: Encoder,
-    data: Iterable[np.ndarray | str | os.PathLike],
-    *,
-    layers: Sequence[int] = (-1,),
-    k: int = 500,
-    seed: int = 0,
-    dedup: bool = False,
-    **kmeans_kwargs: Any,
-) -> Tokenizer:
-    """Fit one k-means per layer on ``data`` (16 kHz arrays or paths) with one encoder pass."""
-    from speechunits.fit import fit_tokenizers
-
-    return fit_tokenizers(encoder, data, layers=layers, ks=[k], seed=seed, joint=True, dedup=dedup, **kmeans_kwargs)[0]
+def _check_replaceable(d: Path) -> None:
+    """Refuse to save over a file, or over a non-empty folder that is not a speechunits tokenizer."""
+    if d.exists() and not d.is_dir():
+        raise TokenizerError(f"{d}: exists and is not a folder; a tokenizer is saved as a folder")
+    if not d.is_dir() or not any(d.iterdir()):
+        return
+    try:
+        kind = json.loads((d / CONFIG_FILE).read_text(encoding="utf-8")).get("type")
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    if kind != TOKENIZER_TYPE:
+        raise TokenizerError(f"{d}: exists and is not a speechunits tokenizer folder (no {CONFIG_FILE} of type "
+                             f"{TOKENIZER_TYPE!r}); refusing to replace it: choose a new folder or remove it first")

@@ -26,22 +26,85 @@ def gather_inputs(inputs: list[str]) -> list[Utterance]:
     return check_unique_ids(utts, "the inputs")  # the rule read_manifest applies to a folder
 
 
+def add_tokenizer(p: argparse.ArgumentParser, *, required: bool = False,
+                  help: str = "tokenizer directory (default: the bundled one)") -> None:
+    """``--tokenizer`` plus the two explicit trust flags a tokenizer directory may need."""
+    p.add_argument("--tokenizer", required=required, default=None if required else "default", help=help)
+    p.add_argument("--encoder", default=None, metavar="DIR",
+                   help="use this encoder model directory instead of the one the tokenizer names (needed when "
+                   "its config names the encoder by a path); its weights must match the config's sha256")
+    p.add_argument("--allow-unhashed", action="store_true",
+                   help="load a tokenizer whose config.json lacks sha256 hashes for some files it loads "
+                   "(warns; the files are not verified)")
+
+
+def open_tokenizer(args: argparse.Namespace, device: str = "cpu"):
+    """The tokenizer named by the flags of :func:`add_tokenizer`."""
+    from speechunits.tokenizer import Tokenizer
+
+    return Tokenizer.from_pretrained(args.tokenizer, device=device, encoder=args.encoder,
+                                     allow_unhashed=args.allow_unhashed)
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
+    # Checked once for every verb in cli.main before anything is loaded (a misspelt name, or
+    # cuda on a machine without it, is a usage error on the MFCC path as on the others).
     p.add_argument("--device", default="cpu", help="torch device for the models: cpu (default), cuda, cuda:1 ...")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def add_shards(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nshard", type=int, default=None,
-                   help="number of shards (default: $WORLD_SIZE under torchrun, $SLURM_ARRAY_TASK_COUNT, else 1)")
-    p.add_argument("--rank", type=int, default=None,
-                   help="this shard, 0-based (default: $RANK, $SLURM_ARRAY_TASK_ID, else 0)")
+    p.add_argument("--nshard", type=positive_int, default=None,
+                   help="number of shards, >= 1 (default: $WORLD_SIZE under torchrun, $SLURM_ARRAY_TASK_COUNT, else 1)")
+    p.add_argument("--rank", type=non_negative_int, default=None,
+                   help="this shard, 0 .. nshard-1 (default: $RANK, $SLURM_ARRAY_TASK_ID, else 0)")
+
+
+def _env_int(names: tuple[str, ...], minimum: int) -> tuple[int, str] | None:
+    for name in names:
+        raw = os.environ.get(name, "").strip()
+        if raw:
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ValueError(f"${name}={raw!r} is not an integer") from None
+            if value < minimum:
+                raise ValueError(f"${name}={value} must be at least {minimum}")
+            return value, f"${name}"
+    return None
 
 
 def shard_args(args: argparse.Namespace) -> tuple[int, int]:
     """(nshard, rank) from the flags, else from torchrun or SLURM array variables."""
-    env = os.environ
-    nshard = args.nshard or int(env.get("WORLD_SIZE") or env.get("SLURM_ARRAY_TASK_COUNT") or 1)
-    rank = args.rank if args.rank is not None else int(env.get("RANK") or env.get("SLURM_ARRAY_TASK_ID") or 0)
+    if args.nshard is not None:
+        nshard, n_from = args.nshard, "--nshard"
+    else:
+        nshard, n_from = _env_int(("WORLD_SIZE", "SLURM_ARRAY_TASK_COUNT"), 1) or (1, "the default")
+    if args.rank is not None:
+        rank, r_from = args.rank, "--rank"
+    else:
+        rank, r_from = _env_int(("RANK", "SLURM_ARRAY_TASK_ID"), 0) or (0, "the default")
     if not 0 <= rank < nshard:
-        raise SystemExit(f"speechunits: error: --rank {rank} must be in 0..{nshard - 1}")
+        raise ValueError(f"rank {rank} (from {r_from}) must be in 0..{nshard - 1} for {nshard} shard(s) (from {n_from})")
     return nshard, rank

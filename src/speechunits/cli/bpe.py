@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from speechunits.cli._common import add_tokenizer, open_tokenizer
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -12,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Trains a BPE model (HF tokenizers) over the de-duplicated units of UNITS "
         "and writes tokenizer.json into the tokenizer directory, so `tokenize --bpe` uses it.",
     )
-    p.add_argument("--tokenizer", required=True, help="tokenizer directory to add the BPE to")
+    add_tokenizer(p, required=True, help="tokenizer directory to add the BPE to")
     p.add_argument("--units", required=True, nargs="+", help="JSONL units files made by this tokenizer")
     p.add_argument("--vocab-size", type=int, default=6000, help="final vocabulary incl. the k units (6000)")
     p.add_argument("--seed", type=int, default=0)
@@ -20,10 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechunits.tokenizer import Tokenizer, TokenizerError
+    from speechunits.tokenizer import TokenizerError
     from speechunits.tokens import UnitBPE, expand, read_jsonl
 
-    tok = Tokenizer.from_pretrained(args.tokenizer)
+    tok = open_tokenizer(args)
     if len(tok.layers) != 1:
         raise TokenizerError(f"{args.tokenizer}: BPE needs a single-layer tokenizer")
     seqs = []

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from speechunits.cli._common import add_device
+from speechunits.cli._common import add_device, add_tokenizer, open_tokenizer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "PNMI/CNMI/purity and P(phone|code) (with alignments), ABX within/across speakers on units and "
         "features, 4-gram perplexity, unit edit distance under seeded distortions, latency and RTF offline "
         "and streaming. Several --data are evaluated side by side (domain transfer). Metrics whose inputs "
-        "are missing are skipped with the reason. Definitions: docs/evaluation.md.",
+        "are missing are skipped with the reason. Utterances that fail (undecodable audio, a broken "
+        "alignment, an encoder error) are left out and listed with their reason in OUT/errors.jsonl (and "
+        "metrics.json); silent or clipped audio is kept and listed in OUT/warnings.jsonl. "
+        "Definitions: docs/evaluation.md.",
+        epilog="exit status: 0 every utterance evaluated; 1 some failed and were left out (see "
+        "OUT/errors.jsonl); 2 usage or user error.",
     )
-    p.add_argument("--tokenizer", default="default", help="tokenizer directory (default: the bundled one)")
+    add_tokenizer(p)
     p.add_argument("--data", action="append", required=True,
                    help="manifest (.jsonl/.tsv) or folder; repeat for several datasets")
     p.add_argument("--out", default="eval", help="output directory (default: ./eval)")
@@ -77,16 +82,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
+    from speechunits.batch import write_records
     from speechunits.evaluation import AbxSettings, EvalConfig, evaluate_and_report
-    from speechunits.tokenizer import Tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        tok = Tokenizer.from_pretrained(args.tokenizer, device=args.device)
-    except (ValueError, OSError) as e:
-        print(f"speechunits eval: error: {e}", file=sys.stderr)
-        return 2
+    tok = open_tokenizer(args, device=args.device)
     cfg = EvalConfig(
         seed=args.seed, max_utterances=args.max_utterances, alignments=args.alignments,
         distortions=args.distortions, robustness_seconds=args.robustness_seconds or None,
@@ -97,17 +98,23 @@ def run_eval(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     name = args.name or (Path(args.tokenizer).name if args.tokenizer != "default" else "default")
-    try:
-        m = evaluate_and_report(tok, args.data, args.out, cfg, name=name, tokenizer_path=str(args.tokenizer))
-    except (ValueError, FileNotFoundError) as e:  # bad manifest, unit file or option: one line, no traceback
-        if args.verbose:
-            raise
-        print(f"speechunits eval: error: {e}", file=sys.stderr)
-        return 2
+    m = evaluate_and_report(tok, args.data, args.out, cfg, name=name, tokenizer_path=str(args.tokenizer))
     for row in m["summary"]:
         shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
         print(f"{row['dataset']} layer {row['layer']}: {json.dumps(shown)}")
     print(f"wrote {Path(args.out) / 'metrics.json'}, report.md, report.html")
+    failed = [{"dataset": d["data"]["name"], **f} for d in m["datasets"] for f in d["data"].get("failed", [])]
+    warned = [{"dataset": d["data"]["name"], **w} for d in m["datasets"] for w in d["data"].get("warnings", [])]
+    out = Path(args.out)
+    write_records(out / "errors.jsonl", failed)
+    write_records(out / "warnings.jsonl", warned)
+    if warned:
+        print(f"{len(warned)} audio warning(s) (silent or clipped audio, still evaluated): see {out / 'warnings.jsonl'}")
+    if failed:
+        print(f"{len(failed)} utterance(s) failed and were left out: see {out / 'errors.jsonl'}", file=sys.stderr)
+        for f in failed[:20]:
+            print(f"  {f['dataset']} {f['id']}: {f['reason']}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -118,16 +125,12 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.scores:
         try:
             scores = json.loads(Path(args.scores).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise SystemExit(f"speechunits: error: {args.scores}: {e}") from None
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{args.scores}: not valid JSON ({e})") from None
         if not isinstance(scores, dict) or not all(isinstance(v, dict) for v in scores.values()):
-            raise SystemExit(f"speechunits: error: {args.scores}: expected {{tokenizer: {{score: value}}}}")
-    try:
-        res = compare(args.evals, args.out, scores=scores, dataset=args.dataset,
-                      lower_is_better=args.lower_is_better, higher_is_better=args.higher_is_better)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"speechunits compare: error: {e}", file=sys.stderr)
-        return 2
+            raise ValueError(f"{args.scores}: expected {{tokenizer: {{score: value}}}}")
+    res = compare(args.evals, args.out, scores=scores, dataset=args.dataset,
+                  lower_is_better=args.lower_is_better, higher_is_better=args.higher_is_better)
     print(f"{len(res['rows'])} rows: {', '.join(r['label'] for r in res['rows'])}")
     if res.get("unmatched_scores"):
         print(f"scores for unknown tokenizers (ignored): {', '.join(res['unmatched_scores'])}")

@@ -24,7 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="One encoder pass over DATA; a uniform sample of frames within the budget; "
         "k-means++ restarts + Lloyd in torch per (layer, k). With one --k the layers form one "
         "tokenizer (a codebook per layer, units [frames, layers]) written to --out; with several "
-        "--k, or --sweep, each (layer, k) becomes its own tokenizer in --out/layer{L}_k{K}.",
+        "--k, or --sweep, each (layer, k) becomes its own tokenizer in --out/layer{L}_k{K}. "
+        "A file that fails (undecodable, too large, any error of its own) is left out and listed with "
+        "its reason in <out>.errors.jsonl beside --out; silent or clipped audio is used and listed in "
+        "<out>.warnings.jsonl.",
+        epilog="exit status: 0 every input used; 1 some inputs failed (see <out>.errors.jsonl; the "
+        "tokenizer is fitted on the others, if any); 2 usage or user error.",
     )
     p.add_argument("--encoder", default="mfcc", help="mfcc, logmel, or a Hugging Face model name or directory")
     p.add_argument("--layer", type=int, nargs="+", default=[-1], help="layer(s); 0 = CNN output, -1 = final (default)")
@@ -48,9 +53,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechunits.encoders import load_encoder
-    from speechunits.fit import fit_tokenizers
+    import sys
 
+    from speechunits.batch import check_output_file, errors_path, warnings_path, write_records
+    from speechunits.encoders import load_encoder
+    from speechunits.fit import NoUtterancesError, fit_tokenizers
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: --out is a file; fit writes a tokenizer folder")
+    check_output_file(errors_path(out), (), args.data)  # the folder beside --out can be written
     if args.threads:
         import torch
 
@@ -59,13 +71,22 @@ def run(args: argparse.Namespace) -> int:
     encoder = load_encoder(args.encoder, device=args.device, **kwargs)
     utts = gather_inputs(args.data)
     joint = not args.sweep
-    toks = fit_tokenizers(
-        encoder, utts, layers=args.layer, ks=args.k, seed=args.seed, joint=joint, dedup=args.dedup,
-        max_frames=args.max_frames, percent=args.percent, max_bytes=args.max_memory,
-        progress=not args.no_progress, data_name=" ".join(args.data),
-        n_init=args.n_init, max_iter=args.max_iter, device=args.device,
-    )
-    out = Path(args.out)
+    failures: list[dict] = []
+    warnings: list[dict] = []
+    try:
+        toks = fit_tokenizers(
+            encoder, utts, layers=args.layer, ks=args.k, seed=args.seed, joint=joint, dedup=args.dedup,
+            max_frames=args.max_frames, percent=args.percent, max_bytes=args.max_memory,
+            progress=not args.no_progress, data_name=" ".join(args.data),
+            n_init=args.n_init, max_iter=args.max_iter, device=args.device,
+            failures=failures, warnings=warnings,
+        )
+    except NoUtterancesError as e:
+        write_records(errors_path(out), failures)
+        print(f"speechunits: error: {e}; reasons in {errors_path(out)}", file=sys.stderr)
+        return 1  # every input failed, and each is recorded: an input failure, not a usage error
+    write_records(errors_path(out), failures)
+    write_records(warnings_path(out), warnings)
     single = len(toks) == 1 and not args.sweep
     for tok in toks:
         d = out if single else out / f"layer{'-'.join(map(str, tok.layers))}_k{tok.vocab_sizes[0]}"
@@ -76,4 +97,12 @@ def run(args: argparse.Namespace) -> int:
             for s in stats
         )
         print(f"{d}: k={tok.vocab_sizes}, {desc}")
+    if warnings:
+        print(f"{len(warnings)} audio warning(s) (silent or clipped audio, still used): see {warnings_path(out)}")
+    if failures:
+        print(f"{len(failures)} of {len(utts)} inputs failed and were left out: see {errors_path(out)}",
+              file=sys.stderr)
+        for f in failures[:20]:
+            print(f"  {f['id']}: {f['reason']}", file=sys.stderr)
+        return 1
     return 0

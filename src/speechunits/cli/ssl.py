@@ -15,7 +15,6 @@ starts over); ``--stop-at N`` checkpoints at step N and exits, to split a run in
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from speechunits.cli._common import add_device
@@ -69,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("spin", help="Spin / DC-Spin: speaker-invariant codebooks (resumable)")
     s.add_argument("manifests", nargs="+", help="training manifests")
-    s.add_argument("--encoder", required=True, help="encoder folder (ours, or a HF HuBERT/WavLM checkpoint)")
+    s.add_argument("--encoder", required=True,
+                   help="encoder folder (ours, a HF HuBERT/WavLM checkpoint) or a Whisper (whisper-tiny.en, any format)")
     s.add_argument("--out", required=True, help="run folder (encoder/, quantizer/, checkpoint/, loss curve)")
     s.add_argument("--codebooks", type=int, nargs="+", default=[500],
                    help="codebook sizes, primary first; two sizes = DC-Spin (e.g. 500 4096)")
@@ -80,6 +80,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--hard-targets", action="store_true", help="arg-max instead of soft Sinkhorn targets")
     s.add_argument("--mask-prob", type=float, default=0.0, help="light masking, e.g. 0.01 (default off)")
     s.add_argument("--mask-length", type=int, default=5)
+    s.add_argument("--layer", type=int, default=None,
+                   help="Whisper only: the layer Spin reads (default: its last transformer layer)")
+    s.add_argument("--no-position-guard", action="store_true",
+                   help="Whisper only: both views at the same positions (the guard draws a random offset per view)")
     _training(s, steps=1000, lr=1e-4, weight_decay=1e-6, warmup=0.1, crop=3.0)
     s.set_defaults(func=_spin)
 
@@ -136,13 +140,9 @@ def _train_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _run(fn) -> int:
-    from speechunits.data.manifest import ManifestError
-
-    try:
-        return fn()
-    except (ValueError, ManifestError, FileNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # Bad manifests, targets, options (ValueError, OSError) reach cli.main, which prints the one
+    # line `speechunits: error: ...` and exits 2 like every other verb.
+    return fn()
 
 
 def _report(kind: str, out, history: list[dict], done_dir) -> None:
@@ -202,7 +202,8 @@ def _spin(args: argparse.Namespace) -> int:
         r = train_spin(args.encoder, args.manifests, args.out, codebooks=args.codebooks,
                        trainable_layers=args.trainable_layers, proj_dim=args.proj_dim, epsilon=args.epsilon,
                        temperature=args.temperature, hard_targets=args.hard_targets, mask_prob=args.mask_prob,
-                       mask_length=args.mask_length, **_train_kwargs(args))
+                       mask_length=args.mask_length, layer=args.layer, position_guard=not args.no_position_guard,
+                       **_train_kwargs(args))
         _report("spin" if len(args.codebooks) == 1 else "dc-spin", args.out, r.history, r.encoder_dir)
         if r.encoder_dir is not None:
             print(f"quantizer: {args.out}/quantizer (primary codebook, k={args.codebooks[0]})")

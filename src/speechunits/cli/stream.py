@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from speechunits.cli._common import add_device
+from speechunits.cli._common import add_device, add_tokenizer, open_tokenizer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "offline tokenization (unit edit distance).",
     )
     p.add_argument("file", help="audio file")
-    p.add_argument("--tokenizer", default="default", help="tokenizer directory (default: the bundled one)")
+    add_tokenizer(p)
     p.add_argument("--chunk", type=float, default=1.0, help="T_chunk, seconds (1.0)")
     p.add_argument("--shift", type=float, default=0.4, help="T_shift, seconds (0.4)")
     p.add_argument("--max-context", type=float, default=None, help="cap on the context, seconds (default: grows)")
@@ -33,10 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from speechunits.audio import load
-    from speechunits.tokenizer import Tokenizer
     from speechunits.tokens import stream_agreement
 
-    tok = Tokenizer.from_pretrained(args.tokenizer, device=args.device)
+    tok = open_tokenizer(args, device=args.device)
     wave = load(args.file)
     sr = tok.encoder.sample_rate
     streamer = tok.stream(chunk_s=args.chunk, shift_s=args.shift, max_context_s=args.max_context)

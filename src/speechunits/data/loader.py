@@ -1,8 +1,10 @@
 """Decode audio ahead of the model, in background threads, recording bad files instead of dying.
 
-libsndfile and soxr release the GIL while they work, so a couple of decode threads keep the
-next utterances ready while the encoder runs on the main thread: tokenizing then costs about
-the encoder's own time, not encoder + decode.
+libsndfile and soxr release the GIL while they work, so decode threads keep the next
+utterances ready while the encoder runs on the main thread: tokenizing then costs about the
+encoder's own time, not encoder + decode. (One file is decoded at a time, so that each file's
+audio warnings are recorded against it.) Any exception one file raises, MemoryError included,
+becomes that file's ``error``; it never reaches the caller's loop.
 
 Example:
     >>> from speechunits.data.loader import iter_audio
@@ -13,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import threading
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,19 +38,35 @@ class LoadedAudio:
     warnings: tuple[str, ...] = ()
 
 
+def describe_failure(err: BaseException, stage: str = "decoding") -> str:
+    """A one-line reason for a batch log, for any exception one utterance raised."""
+    if isinstance(err, AudioError):
+        return err.reason
+    if isinstance(err, MemoryError):
+        return f"out of memory while {stage} ({str(err) or 'MemoryError'})"
+    if isinstance(err, OSError) and err.strerror:
+        return os_error_reason(err)  # the caller names the file
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"unexpected error while {stage}: {type(err).__name__}" + (f": {first}" if first else "")
+
+
+# catch_warnings swaps process-wide state: two decode threads recording at once attribute one
+# file's warning to the other's utterance (or lose it). Decoding holds this lock; it still runs
+# beside the encoder on the main thread, which is where the overlap pays.
+_WARNINGS_LOCK = threading.Lock()
+
+
 def _load_one(utt: Utterance) -> LoadedAudio:
     if utt.error is not None:  # a folder the scan could not list, already a failure
         return LoadedAudio(utt, None, f"{utt.path}: {utt.error}")
-    with warnings.catch_warnings(record=True) as caught:
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AudioWarning)
         try:
             wave = load(utt.path, name=utt.id if utt.id != str(utt.path) else None)
-        except AudioError as e:
-            return LoadedAudio(utt, None, f"{utt.path}: {e.reason}")
-        except OSError as e:  # I/O errors: still one bad file, not the whole job
-            return LoadedAudio(utt, None, f"{utt.path}: {os_error_reason(e)}")
-        except Exception as e:  # noqa: BLE001 - load promises AudioError; one file never ends a job
-            return LoadedAudio(utt, None, f"{utt.path}: unexpected error ({type(e).__name__}: {e})")
+        # Whatever one file does (a header asking for 32 GiB, a decoder bug, permissions), it
+        # costs that file only: a batch job records the reason and goes on with the rest.
+        except Exception as e:
+            return LoadedAudio(utt, None, f"{utt.path}: {describe_failure(e)}")
     msgs = tuple(str(w.message) for w in caught if issubclass(w.category, AudioWarning))
     return LoadedAudio(utt, wave, None, msgs)
 

@@ -37,7 +37,8 @@ __all__ = [
 
 
 def load_encoder(spec: str, device: str | torch.device = "cpu", **kwargs) -> Encoder:
-    """An encoder from its name: ``"mfcc"``, ``"logmel"``, or a HF model name or directory.
+    """An encoder from its name: ``"mfcc"``, ``"logmel"``, a Whisper (``"whisper-tiny.en"``, or a
+    transformers / OpenAI ``.pt`` / CTranslate2 checkpoint), or a HF SSL model name or directory.
 
     Keyword arguments go to :class:`SpectralEncoder` (``frame_rate``, ``n_mels``, ``cmvn``...) or
     to :meth:`HFEncoder.from_pretrained` (``allow_download``, ``revision``, ``normalize``,
@@ -46,5 +47,9 @@ def load_encoder(spec: str, device: str | torch.device = "cpu", **kwargs) -> Enc
     key = str(spec).strip()
     if key.lower() in SPECTRAL_KINDS:
         return SpectralEncoder(key.lower(), device=device, **kwargs)
+    from speechunits.encoders.whisper import WhisperEncoder, is_whisper
+
+    if is_whisper(key):
+        return WhisperEncoder.from_pretrained(key, device=device, **kwargs)
     return HFEncoder.from_pretrained(key, device=device, **kwargs)
 

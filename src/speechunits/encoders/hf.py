@@ -63,6 +63,7 @@ from speechunits.encoders.hub import (
 )
 from speechunits.encoders.layers import run_to_layers
 from speechunits.encoders.windows import plan_windows
+from speechunits.security import safe_from_pretrained
 
 SUPPORTED_TYPES = ("hubert", "wav2vec2", "wavlm", "data2vec-audio", "logmel-hubert")
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -151,6 +152,7 @@ class HFEncoder(Encoder):
         allow_download: bool = False,
         cache_dir: str | os.PathLike | None = None,
         normalize: bool | None = None,
+        hub_only: bool = False,
         **kwargs,
     ) -> "HFEncoder":
         """Load a base SSL model from a directory or hub name (local cache only by default).
@@ -158,7 +160,10 @@ class HFEncoder(Encoder):
         A hub name is resolved to its snapshot directory in the cache (``cache_dir``, default the
         standard HF cache) *before* transformers sees it, so an offline load makes no network
         request at all (transformers 5 still probes the Hub for adapters given a hub name).
-        ``normalize=None`` follows the checkpoint's ``preprocessor_config.json``. Other keyword
+        ``normalize=None`` follows the checkpoint's ``preprocessor_config.json``. ``hub_only``: the
+        name is a hub model id, never a local folder (a tokenizer config naming its encoder must not
+        reach into the current directory). A folder whose config asks to run its own Python code
+        (``auto_map``) is refused (:func:`speechunits.security.safe_from_pretrained`). Other keyword
         arguments go to the constructor (``max_seconds``, ``overlap_seconds``, ``batch_size``...).
         """
         try:
@@ -172,9 +177,10 @@ class HFEncoder(Encoder):
         check_device(device)
         name = os.fspath(name_or_path)
         local = Path(name).expanduser()
-        if local.is_dir():
+        is_local = local.is_dir() and not hub_only
+        if is_local:
             source_dir: Path | None = local
-        elif local.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        elif not hub_only and (local.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1):
             raise FileNotFoundError(f"{name}: no such model directory")
         else:
             source_dir = snapshot_dir(name, revision, cache_dir)
@@ -188,9 +194,9 @@ class HFEncoder(Encoder):
         transformers.utils.logging.disable_progress_bar()  # one bar per load is noise in batch logs
         try:
             if source_dir is not None:
-                model = AutoModel.from_pretrained(str(source_dir), local_files_only=True)
+                model = safe_from_pretrained(AutoModel, source_dir, local_files_only=True)
             else:
-                model = AutoModel.from_pretrained(name, revision=revision, cache_dir=cache_dir)
+                model = safe_from_pretrained(AutoModel, name, revision=revision, cache_dir=cache_dir)
                 source_dir = snapshot_dir(name, revision, cache_dir)
         except OSError as e:
             if source_dir is not None:
@@ -199,7 +205,7 @@ class HFEncoder(Encoder):
         finally:
             if bars:
                 transformers.utils.logging.enable_progress_bar()
-        pre = read_preprocessor(source_dir, name, revision, cache_dir, fetch=allow_download and not local.is_dir())
+        pre = read_preprocessor(source_dir, name, revision, cache_dir, fetch=allow_download and not is_local)
         source = "argument"
         if normalize is None and pre is not None and "do_normalize" in pre:
             normalize, source = bool(pre["do_normalize"]), "preprocessor_config.json"

@@ -156,7 +156,9 @@ class SpectralEncoder(Encoder):
         self.num_layers = 0
         base = self.n_ceps if kind == "mfcc" else self.n_mels
         self.dim = base * (1 + self.delta_order)
-        self.device = torch.device(device)
+        from speechunits.encoders.hf import check_device  # a clear error for "cuda" without CUDA
+
+        self.device = check_device(device)
         # Each delta order reads +-2 frames, so a kept frame needs 2 * order frames of real
         # context inside its window to equal the whole-file value.
         self._context_frames = 2 * self.delta_order

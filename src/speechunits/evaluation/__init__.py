@@ -12,7 +12,7 @@ The metrics themselves live in :mod:`speechunits.metrics`; definitions in docs/e
 Example:
     >>> import numpy as np, soundfile as sf, tempfile, pathlib
     >>> from speechunits.encoders import load_encoder
-    >>> from speechunits.tokenizer import fit_tokenizer
+    >>> from speechunits.fit import fit_tokenizer
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> sf.write(d / "a.wav", np.random.default_rng(0).standard_normal(16000).astype("float32") * .1, 16000)
     >>> tok = fit_tokenizer(load_encoder("mfcc"), [str(d / "a.wav")], layers=[0], k=8, seed=0)

@@ -42,7 +42,7 @@ from .plots import PLOT_DIR, plots_unavailable
 from .run import HEADLINE, LOWER_IS_BETTER
 
 LOWER_SCORE_HINTS = ("wer", "cer", "per", "error", "loss", "nll", "ppl", "perplexity")
-NOT_PROXIES = ("rtf", "stream_rtf", "stream_ued", "pnmi_chance")
+NOT_PROXIES = ("rtf", "stream_rtf", "stream_ued", "pnmi_chance", "position_nmi", "position_nmi_margin")
 
 
 def load_eval(path: str | os.PathLike) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from speechunits.data.alignment import Alignment
-from speechunits.data.loader import iter_audio
+from speechunits.data.loader import describe_failure, iter_audio
 from speechunits.data.manifest import Utterance, read_manifest
 
 SAMPLE_RATE = 16000
@@ -39,7 +39,8 @@ class EvalData:
 
     ``alignments[i]`` is None where the utterance has none (or alignments are off);
     ``failed`` lists ``{"id", "reason"}`` for utterances left out (undecodable audio, a broken
-    alignment file, audio shorter than one frame).
+    alignment file, audio shorter than one frame); ``warnings`` lists ``{"id", "warning"}`` for
+    utterances kept despite suspicious audio (all silent, clipped).
     """
 
     name: str
@@ -50,6 +51,16 @@ class EvalData:
     failed: list[dict[str, str]] = field(default_factory=list)
     total_in_manifest: int = 0
     alignment_mode: str = "auto"
+    warnings: list[dict[str, str]] = field(default_factory=list)  # {"id", "warning"}: silent, clipped
+
+    def drop(self, reasons: dict[int, str]) -> None:
+        """Leave out the utterances at these indices, recording each with its reason."""
+        for i in sorted(reasons):
+            self.failed.append({"id": self.utts[i].id, "reason": reasons[i]})
+        keep = [i for i in range(len(self.utts)) if i not in reasons]
+        self.utts = [self.utts[i] for i in keep]
+        self.waves = [self.waves[i] for i in keep]
+        self.alignments = [self.alignments[i] for i in keep]
 
     @property
     def num_utterances(self) -> int:
@@ -81,6 +92,7 @@ class EvalData:
             "aligned_utterances": sum(a is not None for a in self.alignments),
             "alignments": self.alignment_mode,
             "failed": self.failed,
+            "warnings": self.warnings,
         }
 
 
@@ -160,7 +172,7 @@ def load_dataset(
         raise ValueError(f"alignments must be 'auto' or 'none', got {alignments!r}")
     all_utts = read_manifest(source)
     chosen = [all_utts[i] for i in sample_indices(len(all_utts), max_utterances, seed)]
-    utts, waves, aligns, failed = [], [], [], []
+    utts, waves, aligns, failed, warned = [], [], [], [], []
     items = iter_audio(chosen, workers=1)
     if progress:
         from tqdm import tqdm
@@ -168,6 +180,7 @@ def load_dataset(
         items = tqdm(items, total=len(chosen), unit="utt", desc=f"load {dataset_name(source)}")
     for item in items:
         u = item.utt
+        warned.extend({"id": u.id, "warning": w} for w in item.warnings)
         if item.wave is None:
             failed.append({"id": u.id, "reason": str(item.error)})
             continue
@@ -178,15 +191,16 @@ def load_dataset(
         if alignments == "auto" and u.alignment is not None:
             try:
                 al = Alignment.load(u.alignment)
-            except (OSError, ValueError) as e:
-                failed.append({"id": u.id, "reason": f"alignment unreadable: {e}"})
+            except Exception as e:  # any failure of one alignment file costs that utterance only
+                why = str(e) if isinstance(e, (OSError, ValueError)) else describe_failure(e, "reading it")
+                failed.append({"id": u.id, "reason": f"alignment unreadable: {why}"})
                 continue
         utts.append(u)
         waves.append(item.wave)
         aligns.append(al)
     return EvalData(
         name=dataset_name(source), source=str(source), utts=utts, waves=waves, alignments=aligns,
-        failed=failed, total_in_manifest=len(all_utts), alignment_mode=alignments,
+        failed=failed, total_in_manifest=len(all_utts), alignment_mode=alignments, warnings=warned,
     )
 
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from speechunits.data.alignment import Alignment
-from speechunits.metrics import KneserNeyLM, codebook_stats, frame_label_pairs, label_code_stats
+from speechunits.metrics import KneserNeyLM, codebook_stats, frame_label_pairs, label_code_stats, position_nmi
 from speechunits.metrics.alignment_metrics import UNKNOWN, AlignmentStats
 
 from ._result import skipped
@@ -106,6 +106,34 @@ def alignment_section(
         if key == "pnmi":
             phone_stats = stats
     return out, phone_stats
+
+
+# Units whose position margin exceeds this (with no alignments to compare against) are flagged.
+POSITION_FLAG_MARGIN = 0.2
+
+
+def position_section(ids: Sequence[np.ndarray], frame_rate: float, pnmi: dict[str, Any] | None) -> dict[str, Any]:
+    """Position leakage (:func:`~speechunits.metrics.position_nmi`) and whether it explains robustness.
+
+    Flagged when the units say more about where a frame is than about its phone (position margin
+    above the PNMI margin over its own chance level), or, without alignments, when the position
+    margin exceeds ``POSITION_FLAG_MARGIN``: such units' UED is low because noise cannot move a
+    position, not because they are robust.
+    """
+    if not any(len(x) for x in ids):
+        return skipped("no frames")
+    out: dict[str, Any] = position_nmi(ids, frame_rate)
+    phone_margin = None
+    if isinstance(pnmi, dict) and "nmi" in pnmi and pnmi.get("nmi_chance") is not None:
+        phone_margin = pnmi["nmi"] - pnmi["nmi_chance"]
+    out["phone_margin"] = phone_margin
+    if phone_margin is not None:
+        out["flagged"] = bool(out["margin"] > phone_margin)
+        out["rule"] = "flagged when the position margin exceeds the PNMI margin (both over their permuted-code level)"
+    else:
+        out["flagged"] = bool(out["margin"] > POSITION_FLAG_MARGIN)
+        out["rule"] = f"no alignments: flagged when the position margin exceeds {POSITION_FLAG_MARGIN}"
+    return out
 
 
 def lm_split(n: int, seed: int, train_share: float = 0.8) -> tuple[list[int], list[int]]:

@@ -127,6 +127,7 @@ def _layer(ds: str, layer: str, sec: dict[str, Any]) -> list[tuple]:
                         [[ng["perplexity"], ng["train_utterances"], ng["train_tokens"], ng["test_utterances"],
                           ng["test_tokens"]]])]
     b += _robustness(sec.get("robustness"))
+    b += _position(sec.get("position"), sec.get("robustness"))
     b += [doc.img(pl["title"], pl["file"], pl.get("wide", False)) for pl in sec.get("plots", [])]
     return b
 
@@ -171,6 +172,24 @@ def _robustness(rob: dict[str, Any] | None) -> list[tuple]:
                   f"{sub['utterances']} utterances ({doc.fmt(sub['seconds'])} s); mean over distortions "
                   f"{doc.fmt(rob.get('mean_ued'))}."),
             doc.table(["distortion", "UED", "edits", "clean length", "utterances"], rows), *notes]
+
+
+def _position(pos: dict[str, Any] | None, rob: dict[str, Any] | None) -> list[tuple]:
+    if pos is None:
+        return []
+    if is_skipped(pos):
+        return [doc.note(f"Position leakage skipped: {pos['reason']}")]
+    b = [doc.p(f"**Position leakage**: NMI between units and the frame's time in the utterance "
+               f"({doc.fmt(pos['bin_s'])} s bins), beside the same with units permuted ({pos['rule']}):"),
+         doc.table(["position NMI", "permuted", "margin", "phone (PNMI) margin", "flagged"],
+                   [[pos["nmi"], pos["nmi_chance"], pos["margin"], pos.get("phone_margin"),
+                     "yes" if pos["flagged"] else "no"]])]
+    if pos["flagged"]:
+        b.append(doc.note("These units encode where a frame is more than what is said: their unit edit distance "
+                          "under distortions is low because noise cannot move a position, not because they are "
+                          "robust" + ("" if rob is None or is_skipped(rob) else f" (mean UED {doc.fmt(rob.get('mean_ued'))})")
+                          + "."))
+    return b
 
 
 def _speed(sp: dict[str, Any] | None) -> list[tuple]:

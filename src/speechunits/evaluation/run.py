@@ -15,7 +15,7 @@ Each dataset is its own section, so a quantizer fitted on one corpus and evaluat
 Example:
     >>> import numpy as np, soundfile as sf, tempfile, pathlib
     >>> from speechunits.encoders import load_encoder
-    >>> from speechunits.tokenizer import fit_tokenizer
+    >>> from speechunits.fit import fit_tokenizer
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> rng = np.random.default_rng(0)
     >>> for i in range(3):
@@ -39,13 +39,14 @@ import numpy as np
 import torch
 
 from speechunits import __version__
+from speechunits.data.loader import describe_failure
 
 from ._result import is_skipped, json_safe, skipped
 from .abx import AbxSettings, abx_section
 from .dataset import SAMPLE_RATE, EvalData, load_dataset, subset_by_seconds
 from .defaults import DEFAULT_DISTORTIONS, SECTIONS
 from .plots import layer_plots, plots_unavailable, ued_plot
-from .quality import alignment_section, codebook_section, lm_split, ngram_section
+from .quality import alignment_section, codebook_section, lm_split, ngram_section, position_section
 from .robustness import layer_view, parse_distortion, robustness
 from .speed import offline_speed, streaming_speed
 
@@ -147,8 +148,13 @@ def _evaluate_dataset(tok: Any, ds: EvalData | None, src: Any, cfg: EvalConfig, 
     window_s = tok.encoder.config()["window_samples"] / tok.encoder.sample_rate
     keep_feats = cfg.abx_features and "abx" not in cfg.skip
     t = time.perf_counter()
+    failures: dict[int, str] = {}
     units, feats = tokenize_with_features(tok, ds.waves, [a is not None and keep_feats for a in ds.alignments],
-                                          progress=cfg.progress)
+                                          progress=cfg.progress, failures=failures)
+    if failures:  # the utterances the encoder failed on are left out, with the reason, like bad audio
+        ds.drop(failures)
+        if ds.num_utterances == 0:
+            raise ValueError(f"{ds.source}: no usable utterance ({len(ds.failed)} failed)")
     timings["tokenize"] = time.perf_counter() - t
     audio_s = ds.seconds
     result: dict[str, Any] = {
@@ -198,6 +204,7 @@ def _evaluate_layer(tok: Any, ds: EvalData, j: int, ids: list[np.ndarray], feats
     else:
         ali, phone_stats = timed("alignment", lambda: alignment_section(ids, ds.alignments, fr, window_s))
         sec.update(ali)
+    sec["position"] = timed("position", lambda: position_section(ids, fr, sec.get("pnmi")))
     if "abx" in cfg.skip or off:
         sec["abx"] = skipped(off or "disabled (--skip abx)")
     else:
@@ -265,16 +272,25 @@ def _speed(tok: Any, ds: EvalData, units: list, cfg: EvalConfig, result: dict, t
 
 # --------------------------------------------------------------------------- helpers
 def tokenize_with_features(tok: Any, waves: Sequence[np.ndarray], keep: Sequence[bool],
-                           progress: bool = False) -> tuple[list[np.ndarray], list | None]:
+                           progress: bool = False, failures: dict[int, str] | None = None,
+                           ) -> tuple[list[np.ndarray], list | None]:
     """Frame ids (``[T]`` or ``[T, L]``) of every wave, and float16 features ``[T, L, D]`` where
     ``keep`` (None elsewhere; None overall when nothing is kept). One encoder pass per utterance:
-    the same calls ``Tokenizer.frame_units`` makes, so the ids are identical to it."""
+    the same calls ``Tokenizer.frame_units`` makes, so the ids are identical to it. With
+    ``failures``, an utterance whose encoding raises is left out of both lists and recorded there
+    (index -> reason) instead of stopping the evaluation."""
     from tqdm import tqdm
 
     units, feats = [], []
-    for w, k in zip(tqdm(waves, unit="utt", desc="tokenize", disable=not progress), keep):
-        f = tok.encoder.encode([w], tok.layers)[0]
-        ids = tok.quantizer.assign(f, input_layers=tok.layers).cpu().numpy().astype(np.int64)
+    for i, (w, k) in enumerate(zip(tqdm(waves, unit="utt", desc="tokenize", disable=not progress), keep)):
+        try:
+            f = tok.encoder.encode([w], tok.layers)[0]
+            ids = tok.quantizer.assign(f, input_layers=tok.layers).cpu().numpy().astype(np.int64)
+        except Exception as e:
+            if failures is None:
+                raise
+            failures[i] = describe_failure(e, "encoding")
+            continue
         units.append(ids[:, 0] if ids.shape[1] == 1 else ids)
         feats.append(f.numpy().astype(np.float16) if k else None)  # float16: half the memory, ABX-exact enough
     return units, (feats if any(keep) else None)
@@ -313,6 +329,8 @@ HEADLINE: tuple[tuple[str, str, bool], ...] = (
     ("pnmi", "PNMI", False),
     ("pnmi_chance", "PNMI, codes permuted (chance level)", False),
     ("cnmi", "CNMI", False),
+    ("position_nmi", "position NMI (leakage)", True),
+    ("position_nmi_margin", "position NMI over chance", True),
     ("phone_purity", "phone purity", False),
     ("abx_within_units_pct", "ABX within, units (%)", True),
     ("abx_across_units_pct", "ABX across, units (%)", True),
@@ -347,6 +365,8 @@ def headline(sec: dict[str, Any], speed: dict[str, Any] | None) -> dict[str, flo
         "pnmi": get(sec, "pnmi", "nmi"),
         "pnmi_chance": get(sec, "pnmi", "nmi_chance"),
         "cnmi": get(sec, "cnmi", "nmi"),
+        "position_nmi": get(sec, "position", "nmi"),
+        "position_nmi_margin": get(sec, "position", "margin"),
         "phone_purity": get(sec, "pnmi", "label_purity"),
         "abx_within_units_pct": pct(get(sec, "abx", "units", "within", "error")),
         "abx_across_units_pct": pct(get(sec, "abx", "units", "across", "error")),

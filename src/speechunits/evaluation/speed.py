@@ -17,7 +17,7 @@ cost grow with the square of the utterance length.
 Example:
     >>> import numpy as np
     >>> from speechunits.encoders import load_encoder
-    >>> from speechunits.tokenizer import fit_tokenizer
+    >>> from speechunits.fit import fit_tokenizer
     >>> waves = [np.random.default_rng(0).standard_normal(24000).astype("float32") * 0.1]
     >>> tok = fit_tokenizer(load_encoder("mfcc"), waves, layers=[0], k=4, seed=0)
     >>> s = streaming_speed(tok, waves, ["u"])

@@ -73,6 +73,8 @@ def load_text_lm(name: str, allow_download: bool = False, dtype: torch.dtype = t
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from speechunits.security import safe_from_pretrained
+
     _quiet_transformers()
     path = Path(name)
     if name == "smollm2" or (path.suffix == ".gguf" and path.is_file()):
@@ -86,8 +88,8 @@ def load_text_lm(name: str, allow_download: bool = False, dtype: torch.dtype = t
         source = {"type": "hub", "name": name}
         kwargs, where = {"local_files_only": not allow_download}, name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+        tokenizer = safe_from_pretrained(AutoTokenizer, where, **kwargs)
+        model = safe_from_pretrained(AutoModelForCausalLM, where, dtype=dtype, **kwargs)
     except OSError as e:
         hint = "" if allow_download or source["type"] != "hub" else (
             " (not in the local Hugging Face cache; pass --allow-download to fetch it)")

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..data.atomic import atomic_write_text
+from ..security import safe_from_pretrained
 from ..tokens import Units, dedup
 from .vocab import ASR, DEFAULT_CHARS, SPEECH, unit_token_ids, vocab_k
 
@@ -177,9 +178,9 @@ class SpeechLM:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{meta_path}: unsupported format_version {meta.get('format_version')!r}")
-        tokenizer = AutoTokenizer.from_pretrained(d)
+        tokenizer = safe_from_pretrained(AutoTokenizer, d)
         if meta["kind"] == "unit-lm":
-            model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
+            model = safe_from_pretrained(AutoModelForCausalLM, d, dtype=torch.float32)
         elif meta["kind"] == "llm":
             from peft import PeftModel
 
@@ -187,7 +188,7 @@ class SpeechLM:
 
             base = load_base_from_source(meta["source"], allow_download=allow_download)
             expand_vocab(base, tokenizer, int(meta["k"]))  # rows for the saved tokens
-            model = PeftModel.from_pretrained(base, d, is_trainable=trainable)
+            model = safe_from_pretrained(PeftModel, d, base_model=base, is_trainable=trainable)
         else:
             raise ValueError(f"{meta_path}: unknown kind {meta['kind']!r}")
         lm = cls(model, tokenizer, meta["kind"], int(meta["k"]), bool(meta.get("dedup", True)),

@@ -5,6 +5,7 @@
 - :mod:`.abx`: ABX phone discriminability within and across speakers (DTW, ZeroSpeech style);
 - :mod:`.ngram`: interpolated modified Kneser-Ney n-gram LM and perplexity of units;
 - :mod:`.robustness`: unit edit distance between clean and distorted units;
+- :mod:`.position`: position leakage, NMI between units and the frame's time in the utterance;
 - :mod:`.speed`: latency, real-time factor, throughput;
 - :mod:`.correlation`: Pearson correlation of proxies across tokenizers;
 - :mod:`.plots`: PNG heat maps, rank-frequency and bar plots.
@@ -25,6 +26,7 @@ from .codebook import CodebookStats, codebook_stats, entropy_bits, token_distrib
 from .correlation import CorrelationResult, pearson, proxy_correlation
 from .ngram import KneserNeyLM, ngram_perplexity
 from .plots import plot_bars, plot_correlation, plot_pphone_given_code, plot_unit_frequency
+from .position import position_nmi
 from .robustness import UedResult, corpus_ued, ued_by_distortion, ued_table
 from .speed import SpeedResult, Timer, measure_rtf, rtf
 
@@ -53,6 +55,8 @@ __all__ = [
     # ngram
     "KneserNeyLM",
     "ngram_perplexity",
+    # position leakage
+    "position_nmi",
     # robustness
     "UedResult",
     "corpus_ued",

@@ -1,4 +1,4 @@
-"""Training Spin and DC-Spin on any transformers SSL encoder, and loading the result.
+"""Training Spin and DC-Spin on any transformers SSL encoder or Whisper, and loading the result.
 
 ``train_spin`` fine-tunes the top ``trainable_layers`` transformer layers of an encoder (the
 project's own, or a real HuBERT / WavLM / wav2vec 2.0 folder) together with the Spin heads
@@ -42,16 +42,11 @@ import numpy as np
 import torch
 
 from speechunits.data.atomic import atomic_write_text
-from speechunits.encoders.pretrain.data import CropSampler, collate, load_audio_set, normalize
-from speechunits.encoders.pretrain.finetune import (
-    frame_valid_mask,
-    freeze_lower_layers,
-    layer_outputs,
-    set_train_mode,
-)
+from speechunits.encoders.pretrain.data import CropSampler, load_audio_set
 from speechunits.encoders.pretrain.loop import Trainer, step_rng, step_seed
-from speechunits.encoders.pretrain.model import frame_lengths, save_encoder, span_mask
+from speechunits.encoders.pretrain.model import span_mask
 from speechunits.quantizers.spin import SpinHeads, SpinQuantizer
+from speechunits.quantizers.spin_backbone import backbone_for
 
 log = logging.getLogger("speechunits.spin")
 
@@ -110,6 +105,8 @@ def train_spin(
     device: str = "cpu",
     max_utterances: int | None = None,
     stop_at: int | None = None,
+    layer: int | None = None,
+    position_guard: bool = True,
 ) -> SpinResult:
     """Train Spin (one codebook) or DC-Spin (primary + auxiliary); see the module docstring.
 
@@ -122,6 +119,10 @@ def train_spin(
             e.g. 0.01 with spans of 5); 0 disables it (the reference's default).
         hard_targets: arg-max instead of soft Sinkhorn targets.
         stop_at: stop at this step with a checkpoint (no outputs yet); call again to continue.
+        layer: Whisper only: the layer Spin reads and below which it fine-tunes (default: the last
+            transformer layer); transformers SSL encoders always use their top layer.
+        position_guard: Whisper only: each view at its own random position offset, so codes cannot
+            agree across views by encoding position (:mod:`~speechunits.quantizers.spin_backbone`).
     """
     from speechunits.encoders import load_encoder
     from speechunits.encoders.hf import check_device
@@ -130,42 +131,39 @@ def train_spin(
     out = Path(out_dir)
     if any(not 2 <= int(k) <= 65536 for k in codebooks):
         raise ValueError(f"codebook sizes must be in 2..65536, got {list(codebooks)}")
-    enc = load_encoder(str(encoder_dir))
+    enc = load_encoder(str(encoder_dir), device=dev)
+    backbone = backbone_for(enc, layer=layer, position_guard=position_guard)
     model = enc.model
-    top = len(model.encoder.layers)
+    top = backbone.layer
     if mask_prob > 0 and (getattr(model, "masked_spec_embed", None) is None
                           or not getattr(model.config, "apply_spec_augment", True)):
         log.warning("%s has no mask embedding (or apply_spec_augment=False): masking disabled", encoder_dir)
         mask_prob = 0.0
     audio = load_audio_set(manifest, max_utterances=max_utterances, progress=progress)
     model.to(dev)
-    trainable = freeze_lower_layers(model, trainable_layers, train_mask_emb=mask_prob > 0)
+    trainable = backbone.freeze(trainable_layers, train_mask_emb=mask_prob > 0)
     params = {f"encoder.{n}": p for n, p in trainable.items()}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 3)
-        heads = SpinHeads(model.config.hidden_size, [int(k) for k in codebooks], proj_dim, temperature=temperature,
+        heads = SpinHeads(backbone.dim, [int(k) for k in codebooks], proj_dim, temperature=temperature,
                           epsilon=epsilon, sinkhorn_iters=sinkhorn_iters, hard_targets=hard_targets).to(dev)
     params.update({f"heads.{n}": p for n, p in heads.named_parameters()})
-    set_train_mode(model, trainable_layers, True)
+    backbone.train_mode(True)
     heads.train()
-    sampler = CropSampler(audio.lengths, batch_size, int(crop_seconds * 16000), seed, pad=enc.pad_safe)
+    sampler = CropSampler(audio.lengths, batch_size, int(crop_seconds * 16000), seed, pad=backbone.pad_safe)
 
     def loss_fn(step: int):
-        views = []
+        views_a, views_b = [], []
         for b, c in enumerate(sampler.batch(step)):
             raw = audio.crop(c.index, c.start, c.length, normalize=False)
             pert = perturbed_view(raw, step_seed(seed, step, f"perturb{b}"))
-            views.append(audio.crop(c.index, c.start, c.length, normalize=enc.normalize))
-            views.append(normalize(pert) if enc.normalize else pert)
-        x, att, lengths = collate(views)  # [A0, B0, A1, B1, ...]
-        nf = frame_lengths(model, lengths)
-        mask = None
+            views_a.append(audio.crop(c.index, c.start, c.length, normalize=getattr(enc, "normalize", False)))
+            views_b.append(backbone.prepare(pert))
+        mask_fn = None
         if mask_prob > 0:
-            mask = span_mask(nf.tolist(), step_rng(seed, step, "mask"), mask_prob, mask_length, min_masks=0).to(dev)
-        hidden = layer_outputs(model, x.to(dev), None if att is None else att.to(dev), layers=[-1],
-                               mask_time_indices=mask)[top]
-        valid = frame_valid_mask(nf.tolist(), hidden.shape[1]).to(dev)
-        h_a, h_b = hidden[0::2][valid[0::2]], hidden[1::2][valid[1::2]]
+            def mask_fn(nf: list[int]) -> torch.Tensor:
+                return span_mask(nf, step_rng(seed, step, "mask"), mask_prob, mask_length, min_masks=0)
+        h_a, h_b = backbone.pair_features(views_a, views_b, step_rng(seed, step, "position"), dev, mask_fn)
         res = heads(h_a, h_b)
         return res.pop("loss"), res
 
@@ -177,6 +175,7 @@ def train_spin(
                "proj_dim": proj_dim, "temperature": temperature, "epsilon": epsilon, "sinkhorn_iters": sinkhorn_iters,
                "hard_targets": hard_targets, "mask_prob": mask_prob, "mask_length": mask_length,
                "perturbation": "random_speaker_perturbation (formant, F0, pitch range, EQ)",
+               "spin_layer": top, "position_guard": bool(backbone.position_guard),
                "utterances": len(audio), "device": device, "checkpoint_every": checkpoint_every, "progress": progress}
     trainer = Trainer(out, params, loss_fn, steps=steps, lr=lr, warmup=warmup, final_lr_ratio=final_lr_ratio,
                       weight_decay=weight_decay, clip=clip, seed=seed, checkpoint_every=checkpoint_every,
@@ -188,11 +187,11 @@ def train_spin(
     if not trainer.finished:
         return SpinResult(out, None, history, run_cfg)
 
-    set_train_mode(model, trainable_layers, False)
+    backbone.train_mode(False)
     heads.eval()
     info = {**run_cfg, "seed": seed, "steps": steps, "data": audio.summary(),
             "final_loss": float(np.mean([h["loss"] for h in history[-20:]]))}
-    enc_dir = save_encoder(model, out / "encoder", extra=info, normalize=enc.normalize)
+    enc_dir = backbone.save(out / "encoder", info)
     # The codebook only makes sense on *this* fine-tuned encoder: record its weights' hashes.
     q_info = {"method": run_cfg["task"], "codebooks": run_cfg["codebooks"], "temperature": temperature,
               "encoder_layer": top, "trained_from": str(encoder_dir), "steps": steps, "seed": seed,
@@ -214,7 +213,7 @@ def _save_heads(heads: SpinHeads, out: Path, info: dict) -> None:
 
 
 def load_spin(out_dir: str | os.PathLike, *, device: str = "cpu", codebook: int = 0):
-    """``(HFEncoder, SpinQuantizer)`` of a ``train_spin`` folder; ``codebook=1`` gives DC-Spin's
+    """``(encoder, SpinQuantizer)`` of a ``train_spin`` folder; ``codebook=1`` gives DC-Spin's
     auxiliary codebook instead of the primary one (for analysis)."""
     from safetensors.torch import load_file
 
@@ -233,5 +232,5 @@ def load_spin(out_dir: str | os.PathLike, *, device: str = "cpu", codebook: int 
         raise ValueError(f"{d}: codebook {codebook} out of range (has {len(meta['codebooks'])})")
     heads = SpinHeads(enc.dim, meta["codebooks"], meta["proj_dim"], temperature=meta["temperature"])
     heads.load_state_dict(load_file(str(d / "spin_heads.safetensors")))
-    q = heads.heads[codebook].quantizer(enc.num_layers, info={"method": "dc-spin auxiliary", "codebook": codebook})
+    q = heads.heads[codebook].quantizer(primary.layers[0], info={"method": "dc-spin auxiliary", "codebook": codebook})
     return enc, q.to(device)

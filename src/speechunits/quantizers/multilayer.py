@@ -28,38 +28,10 @@ import torch
 from .. import __version__
 from .checkpoint import CheckpointError, load_dir, save_dir
 from .kmeans import KMeans
+from .layer_select import select_layers
+from .sweep import fit_sweep
 
 FORMAT_VERSION = 1
-
-
-def select_layers(features, layers: Sequence[int], input_layers: Sequence[int] | None) -> list:
-    """Per-layer ``[frames, D]`` views of one item, in the order of ``layers``.
-
-    ``features``: a mapping ``{layer: [frames, D]}``, a sequence of ``[frames, D]`` arrays or a
-    ``[frames, L, D]`` array/tensor whose position ``i`` holds layer ``input_layers[i]``
-    (``input_layers=None``: position ``i`` is ``layers[i]``).
-    """
-    if isinstance(features, Mapping):
-        missing = [n for n in layers if n not in features]
-        if missing:
-            raise ValueError(f"features lack layer(s) {missing} (have {sorted(features)})")
-        return [features[n] for n in layers]
-    if isinstance(features, (list, tuple)):
-        pos_of = {n: i for i, n in enumerate(input_layers if input_layers is not None else layers)}
-        return [features[pos_of[n]] for n in layers]
-    t = features if isinstance(features, torch.Tensor) else np.asarray(features)
-    if t.ndim != 3:
-        raise ValueError(f"expected [frames, layers, dim] features, got shape {tuple(t.shape)}")
-    order = list(input_layers) if input_layers is not None else list(layers)
-    if input_layers is None and t.shape[1] != len(layers):
-        raise ValueError(f"features hold {t.shape[1]} layers but the quantizer has {len(layers)} "
-                         f"({list(layers)}); pass input_layers= for a full hidden-state stack")
-    if len(order) != t.shape[1]:
-        raise ValueError(f"input_layers names {len(order)} layers, features hold {t.shape[1]}")
-    try:
-        return [t[:, order.index(n)] for n in layers]
-    except ValueError:
-        raise ValueError(f"input_layers {order} lack some of {list(layers)}") from None
 
 
 class MultiLayerKMeans:
@@ -88,8 +60,6 @@ class MultiLayerKMeans:
         All layers share the sampled frames; ``max_bytes`` is split evenly across layers.
         ``input_layers`` defaults to ``range(L)`` here (features are the encoder's full stack).
         """
-        from .sweep import fit_sweep  # sweep imports this module
-
         ks = {n: (k[n] if isinstance(k, Mapping) else k) for n in layers}
         stream = [data] if isinstance(data, (np.ndarray, torch.Tensor)) else data
         fits = fit_sweep(stream, layers, sorted(set(ks.values())), input_layers=input_layers, max_frames=max_frames,

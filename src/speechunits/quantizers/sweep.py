@@ -24,7 +24,7 @@ import logging
 from typing import Iterable, Mapping, Sequence
 
 from .kmeans import KMeans
-from .multilayer import select_layers
+from .layer_select import select_layers
 from .sampling import FrameSample, FrameSampler
 
 log = logging.getLogger("speechunits.quantizers.sweep")

@@ -19,14 +19,11 @@ import os
 import platform
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from speechunits.data.atomic import atomic_write_text, replace_dir
-
-if TYPE_CHECKING:
-    from speechunits.recipes.dcspin_default import Scale
+from speechunits.recipes.dcspin_scales import Scale
 
 log = logging.getLogger(__name__)
 

@@ -48,6 +48,7 @@ from .dedup import expand
 from .units import Units, config_hash
 
 SIDECAR_SUFFIX = ".config.json"
+JOB_SUFFIX = ".job.json"
 IDS_SUFFIX = ".ids"
 _UNIT_TOKEN = re.compile(r"<\|u(\d+)\|>")
 
@@ -65,6 +66,18 @@ class UnitsFileError(ValueError):
 def config_path(path: str | Path) -> Path:
     """Where the tokenizer config of unit file ``path`` lives: ``<path>.config.json``."""
     return Path(str(path) + SIDECAR_SUFFIX)
+
+
+def job_path(path: str | Path) -> Path:
+    """Where the job record of unit file ``path`` lives: ``<path>.job.json`` (see UnitsWriter)."""
+    return Path(str(path) + JOB_SUFFIX)
+
+
+def write_job(path: str | Path, job: dict[str, Any]) -> Path:
+    """Write the job record (options and inputs that made unit file ``path``) beside it, atomically."""
+    side = job_path(path)
+    atomic_write_text(side, json.dumps(job, indent=2, sort_keys=True) + "\n")
+    return side
 
 
 def provenance_for(config: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +141,10 @@ def _check_writable(
             )
         if layers is not None and len(u) and u.num_layers != layers:
             raise ValueError(f"{u.utt_id}: {u.num_layers} layer(s) but config says {layers}")
+        try:
+            check_id_range(u.ids, config)
+        except ValueError as e:
+            raise ValueError(f"{u.utt_id}: {e}") from None
         got = u.provenance.get("config_hash")
         if got is not None and got != want:
             raise ValueError(f"{u.utt_id}: made by another tokenizer config ({got} != {want})")
@@ -169,15 +186,57 @@ def _make_units(utt, ids, durations, config, path, line) -> Units:
         layers = config.get("num_layers")
         if ids.size == 0 and isinstance(layers, int) and layers > 1:
             ids = np.zeros((0, layers), dtype=np.int64)  # "[]" alone cannot say [0, L]
-        return Units(
+        units = Units(
             ids,
             float(config["frame_rate"]),
             None if durations is None else np.asarray(durations),
             provenance_for(config),
             utt,
         )
+        check_id_range(units.ids, config)
+        return units
     except ValueError as e:  # numpy's ragged-array error is a ValueError too
         raise UnitsFileError(path, f"utterance {utt!r}: {e}", line) from None
+
+
+def id_bounds(config: dict[str, Any]) -> list[int] | None:
+    """Exclusive upper bound of the ids per codebook that a file with this config may hold.
+
+    ``k`` (an int, or one per layer) bounds unit ids; a BPE (``bpe``: its config or its size)
+    raises the single-codebook bound to its vocabulary, since BPE tokens may be written instead
+    of units. ``None`` when the config states no ``k`` (nothing to check against).
+    """
+    k = config.get("k")
+    ks = k if isinstance(k, list) else [k]
+    if not ks or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in ks):
+        return None
+    bpe = config.get("bpe")
+    size = bpe.get("actual_vocab_size") or bpe.get("vocab_size") if isinstance(bpe, dict) else bpe
+    if len(ks) == 1 and isinstance(size, int) and not isinstance(size, bool):
+        ks = [max(ks[0], size)]
+    return [int(x) for x in ks]
+
+
+def check_id_range(ids: np.ndarray, config: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for a negative id or one at or above the codebook size in ``config``.
+
+    An id out of range would index past the codebook (or the LM's embedding table) far from
+    the file that held it, so it is refused where it is read or written.
+    """
+    if ids.size == 0:
+        return
+    if int(ids.min()) < 0:
+        raise ValueError(f"negative unit id {int(ids.min())}")
+    bounds = id_bounds(config)
+    if bounds is None:
+        return
+    cols = [ids] if ids.ndim == 1 else [ids[:, j] for j in range(ids.shape[1])]
+    per_col = bounds if len(bounds) == len(cols) else [max(bounds)] * len(cols)
+    for j, (col, k) in enumerate(zip(cols, per_col)):
+        top = int(col.max())
+        if top >= k:
+            where = f" in layer column {j}" if len(cols) > 1 else ""
+            raise ValueError(f"unit id {top}{where} out of range: the config allows ids 0..{k - 1}")
 
 
 def write_jsonl(path: str | Path, units: Iterable[Units], config: dict[str, Any]) -> None:

@@ -8,6 +8,12 @@ killed mid-line leaves at most one partial last line (no trailing newline). On r
 which ids are done (``utt_id in writer``), so the resumed job writes each remaining utterance
 exactly once: nothing lost, nothing duplicated. ``resume=False`` starts the file afresh.
 
+``job`` (optional, JSON-able) describes everything else that decides what the lines hold: the
+post-processing options, the output format, the input list. It is written beside the file as
+``<path>.job.json`` *after* the data file is (re)started, so its presence marks a file whose
+options are known; on resume it must be equal, or the writer refuses, naming what differs.
+Units written with other options never end up in one file with these.
+
 Example:
     >>> import numpy as np, tempfile, os
     >>> from speechunits.tokens import Units, read_jsonl
@@ -33,11 +39,13 @@ from .io import (
     UnitsFileError,
     _check_writable,
     config_path,
+    job_path,
     parse_json_line,
     provenance_for,
     units_to_json_line,
     validate_config,
     write_config,
+    write_job,
 )
 from .units import Units
 
@@ -51,21 +59,29 @@ class UnitsWriter:
         config: dict[str, Any],
         resume: bool = True,
         fsync_every: int = 64,
+        job: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.config = validate_config(config)
+        self.job = None if job is None else json.loads(json.dumps(job))  # as stored: lists, not tuples
         self.fsync_every = max(1, int(fsync_every))
         self._hash = provenance_for(self.config)["config_hash"]
         self._done: set[str] = set()
         self._since_sync = 0
         self.truncated_bytes = 0  # size of the partial line dropped on resume, if any
-        if resume and self.path.exists():
-            self._check_same_config()
+        self.resumed = resume and self.path.is_file() and self.path.stat().st_size > 0
+        if self.resumed:
+            self._check_same_job()
             self._scan_and_repair()
         else:
-            write_config(self.path, self.config)
+            # The old job record goes first and the new one comes last: a kill in between
+            # leaves no record, and a file without one is never resumed as if it matched.
+            job_path(self.path).unlink(missing_ok=True)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_bytes(b"")
+            write_config(self.path, self.config)
+            if self.job is not None:
+                write_job(self.path, self.job)
         # Unbuffered: each line goes to the OS in one write, nothing sits in a Python buffer.
         self._f = open(self.path, "ab", buffering=0)
 
@@ -109,7 +125,8 @@ class UnitsWriter:
         self.close()
 
     # ------------------------------------------------------------------ resume
-    def _check_same_config(self) -> None:
+    def _check_same_job(self) -> None:
+        """Refuse to append unless the config (and job, when given) equal those of the file."""
         side = config_path(self.path)
         if not side.is_file():
             raise UnitsFileError(self.path, f"cannot resume: missing tokenizer config {side.name}")
@@ -118,10 +135,21 @@ class UnitsWriter:
         except json.JSONDecodeError as e:
             raise UnitsFileError(side, f"invalid tokenizer config: {e}") from None
         # Compare as JSON would store it (tuples become lists, etc.).
-        if old != json.loads(json.dumps(self.config)):
+        diffs = describe_differences(old, json.loads(json.dumps(self.config)), "tokenizer config")
+        if self.job is not None:
+            jp = job_path(self.path)
+            if not jp.is_file():
+                diffs.append(f"no job record ({jp.name}): its options are unknown")
+            else:
+                try:
+                    old_job = json.loads(jp.read_text(encoding="utf-8"))
+                except json.JSONDecodeError as e:
+                    raise UnitsFileError(jp, f"invalid job record: {e}") from None
+                diffs += describe_differences(old_job, self.job, "")
+        if diffs:
             raise UnitsFileError(
-                self.path, "cannot resume: written with a different tokenizer config "
-                "(use resume=False to start over, or another output path)"
+                self.path, "cannot resume, it was written differently: " + "; ".join(diffs)
+                + " (start over with --no-resume / resume=False, or write to another output path)"
             )
 
     def _scan_and_repair(self) -> None:
@@ -145,3 +173,28 @@ class UnitsWriter:
             with open(self.path, "r+b") as f:
                 f.truncate(good_end)
                 os.fsync(f.fileno())
+
+
+def describe_differences(old: Any, new: Any, where: str = "") -> list[str]:
+    """Short ``key: before -> now`` lines for the keys where two JSON-like dicts differ.
+
+    >>> describe_differences({"dedup": False, "k": 5}, {"dedup": True, "k": 5})
+    ['dedup: False before, True now']
+    """
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [] if old == new else [f"{where or 'value'}: {_short(old)} before, {_short(new)} now"]
+    out = []
+    for key in sorted(set(old) | set(new), key=str):
+        name = f"{where}.{key}" if where else str(key)
+        if key not in old:
+            out.append(f"{name}: absent before, {_short(new[key])} now")
+        elif key not in new:
+            out.append(f"{name}: {_short(old[key])} before, absent now")
+        elif old[key] != new[key]:
+            out += describe_differences(old[key], new[key], name)
+    return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -32,7 +32,8 @@ from speechunits.audio.perturb.record import (
     chain,
 )
 from speechunits.audio.perturb.reverb import measure_rt60, reverberate, synthetic_rir
-from speechunits.audio.perturb.speaker import random_speaker_perturbation, speaker_perturb
+from speechunits.audio.perturb.random_speaker import random_speaker_perturbation
+from speechunits.audio.perturb.speaker import speaker_perturb
 from speechunits.audio.perturb.stretch import time_stretch
 
 __all__ = [

@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from speechunits.audio.perturb import eq, noise, pitch, reverb, speaker, stretch
 from speechunits.audio.perturb._util import check_seed
 
 _RUNTIME_ARGS = ("audio", "sr", "seed", "sources")
@@ -65,12 +66,10 @@ _SPECS: dict[str, _Spec] = {}
 
 
 def _registry() -> dict[str, _Spec]:
-    # Filled on first use: the perturbation modules import this one (for the record type), so
-    # importing them at module level here would be circular.
+    # Filled on first use: reading the signatures costs little, but only callers that build a
+    # record should pay for it.
     if _SPECS:
         return _SPECS
-    from speechunits.audio.perturb import eq, noise, pitch, reverb, speaker, stretch
-
     table = {
         "noise": (noise.add_noise, noise.check_noise_params, True),
         "reverb": (reverb.reverberate, reverb.check_reverb_params, True),

@@ -19,14 +19,15 @@ unpredictable seeding afterwards. Same input + parameters + seed -> identical ou
 drawing Praat random numbers from another thread at the same moment could still interleave;
 use processes, not threads, for parallel augmentation.
 
-Random ranges (:func:`random_speaker_perturbation`), as in the Spin and ContentVec training code
+Random ranges (:func:`.random_speaker.random_speaker_perturbation`), as in the Spin and ContentVec training code
 (``random_formant_f0`` + ``random_eq``): each ratio ``r ~ U(1, max)`` is inverted with
 probability 1/2, with ``max`` = 1.4 for formants, 2.0 for F0 and 1.5 for the pitch range;
 then a random 10-band EQ (see :mod:`.eq`).
 
 Example:
     >>> import numpy as np
-    >>> from speechunits.audio.perturb.speaker import speaker_perturb, random_speaker_perturbation
+    >>> from speechunits.audio.perturb.speaker import speaker_perturb
+    >>> from speechunits.audio.perturb.random_speaker import random_speaker_perturbation
     >>> from speechunits.audio.perturb.pitch import median_f0
     >>> t = np.arange(16000) / 16000
     >>> x = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 30)).astype(np.float32) * 0.2
@@ -58,9 +59,7 @@ from speechunits.audio.perturb._util import (
     fix_length,
     to_output,
 )
-from speechunits.audio.perturb.eq import random_eq_params
 from speechunits.audio.perturb.pitch import check_f0_search, too_short_for_pitch
-from speechunits.audio.perturb.record import Perturbation, chain
 
 FORMANT_RATIO_RANGE = (0.5, 2.0)
 F0_RATIO_RANGE = (0.25, 4.0)
@@ -134,47 +133,6 @@ def speaker_perturb(
             finally:
                 run("random_initializeSafelyAndUnpredictably ()\n")
     return to_output(fix_length(y, x.shape[0]), op)
-
-
-def random_speaker_perturbation(
-    seed: int,
-    *,
-    eq: bool = True,
-    formant_max: float = SPIN_FORMANT_MAX,
-    f0_max: float = SPIN_F0_MAX,
-    pitch_range_max: float = SPIN_PITCH_RANGE_MAX,
-    pitch_floor: float = 75.0,
-    pitch_ceiling: float = 600.0,
-) -> Perturbation:
-    """Draw a Spin/ContentVec speaker perturbation from ``seed``; returns its record.
-
-    The drawn ratios (and EQ gains/Qs) are stored in the record together with ``seed`` (which
-    also seeds Praat's PSOLA), so the JSON record alone reproduces the output. With
-    ``eq=True`` (as in Spin) the record is a chain ``speaker -> eq``.
-    """
-    op = "random_speaker_perturbation"
-    seed = check_seed(seed, op)
-    check_range("formant_max", formant_max, 1.0, FORMANT_RATIO_RANGE[1], op)
-    check_range("f0_max", f0_max, 1.0, F0_RATIO_RANGE[1], op)
-    check_range("pitch_range_max", pitch_range_max, 1.0, PITCH_RANGE_RATIO_RANGE[1], op)
-    rng = np.random.default_rng(seed)
-
-    def draw(hi: float) -> float:
-        r = float(rng.uniform(1.0, hi))
-        return r if rng.random() > 0.5 else 1.0 / r
-
-    # Draw order follows Spin (formant, F0, range, then EQ) so the streams line up.
-    params = {
-        "formant_ratio": draw(formant_max),
-        "f0_ratio": draw(f0_max),
-        "pitch_range_ratio": draw(pitch_range_max),
-        "pitch_floor": float(pitch_floor),
-        "pitch_ceiling": float(pitch_ceiling),
-    }
-    speaker = Perturbation("speaker", params, seed)
-    if not eq:
-        return speaker
-    return chain(speaker, Perturbation("eq", random_eq_params(rng), seed))
 
 
 def check_speaker_params(

@@ -128,6 +128,7 @@ def pretrain_hubert(
 
     from speechunits.encoders.hf import check_device
     from speechunits.encoders.logmel_hubert import register_auto_classes
+    from speechunits.security import safe_from_pretrained
 
     dev = check_device(device)  # before minutes of audio loading
     register_auto_classes()
@@ -135,7 +136,7 @@ def pretrain_hubert(
     audio = load_audio_set(manifest, max_utterances=max_utterances, progress=progress)
     table, k, tcfgs = read_targets(targets)
     if init_from is not None:
-        model = AutoModel.from_pretrained(str(init_from), local_files_only=True)
+        model = safe_from_pretrained(AutoModel, init_from, local_files_only=True)
         final_dim = min(256, model.config.hidden_size)
     else:
         model = build_model(preset, seed=seed, frontend=frontend, **(model_overrides or {}))
