@@ -1,5 +1,6 @@
-"""ABX: DTW against libri-light's algorithm, the full score against a brute-force reference, and
-the known answers (separable -> 0, identical -> 0.5 by ties, random -> ~0.5)."""
+"""ABX: DTW against libri-light's algorithm (both orientations), the full score against a
+brute-force reference with libri-light's DTW orientation, and the known answers (separable -> 0,
+identical -> 0.5 by ties, random -> ~0.5). Item framing and .item files: test_abx_librilight.py."""
 
 from __future__ import annotations
 
@@ -74,9 +75,12 @@ def features(labels, speakers, noise, dim=16, seed=1, spk_shift=0.0):
     return out
 
 
-def brute_force_abx(items, feats, mode, frame_dist):
-    """ZeroSpeech ABX by plain loops over every triplet (no sampling), libri-light aggregation."""
-    groups = defaultdict(list)
+def brute_force_abx(items, feats, mode, frame_dist, orient=None):
+    """ZeroSpeech ABX by plain loops over every triplet (no sampling), libri-light aggregation and
+    DTW orientation: X's frames on the rows, except within speaker for (X, A) from one group,
+    where libri-light's symmetric DTW puts the item that comes first in the group on the rows.
+    ``orient(x, y) -> (rows, cols)`` replaces that rule."""
+    groups = defaultdict(list)  # items in item order, as libri-light's (stable) grouping keeps them
     for i, it in enumerate(items):
         groups[(it.prev, it.next, it.speaker, it.phone)].append(i)
 
@@ -104,7 +108,11 @@ def brute_force_abx(items, feats, mode, frame_dist):
                         if same and a_ == x:
                             continue
                         for b_ in B:
-                            dxa, dxb = d(x, a_), d(x, b_)
+                            if orient is not None:
+                                dxa, dxb = d(*orient(x, a_)), d(*orient(x, b_))
+                            else:
+                                dxa = d(min(x, a_), max(x, a_)) if same else d(x, a_)
+                                dxb = d(x, b_)
                             score += 1.0 if dxa < dxb else 0.5 if dxa == dxb else 0.0
                             tot += 1
                 cells[(s, a, b)].append(1 - score / tot)
@@ -138,6 +146,21 @@ def test_dtw_batch_with_padding():
         assert out[b].item() == pytest.approx(ref_dtw(d[b, : n[b], : m[b]].numpy()), abs=1e-12)
 
 
+def test_dtw_batch_gives_both_orientations():
+    # On ties libri-light's backtracking prefers the horizontal step: d(X, Y) != d(Y, X) sometimes.
+    rng = np.random.default_rng(2)
+    n, m = rng.integers(1, 9, 300), rng.integers(1, 9, 300)
+    d = torch.from_numpy(rng.integers(0, 2, (300, 8, 8)).astype(np.float64))
+    out = _dtw_batch(d, torch.tensor(n), torch.tensor(m), both=True)
+    flips = 0
+    for b in range(300):
+        x = d[b, : n[b], : m[b]].numpy()
+        assert out[b, 0].item() == pytest.approx(ref_dtw(x), abs=1e-12)
+        assert out[b, 1].item() == pytest.approx(ref_dtw(x.T.copy()), abs=1e-12)
+        flips += ref_dtw(x) != ref_dtw(x.T.copy())
+    assert flips > 10  # the orientation matters on these matrices
+
+
 def test_dtw_known_values():
     assert dtw_normalized(np.zeros((3, 5))) == 0.0
     assert dtw_normalized(np.ones((2, 3))) == 1.0
@@ -146,10 +169,12 @@ def test_dtw_known_values():
 
 
 # ----------------------------------------------------------------------------- items
-def test_span_frames_follow_frame_centres():
-    assert span_frames(0.0, 0.1, 50) == (0, 5)
-    assert span_frames(0.01, 0.03, 50) == (0, 1)  # centres 0.01 (in), 0.03 (out: half-open)
-    assert span_frames(0.011, 0.031, 50) == (1, 2)
+def test_span_frames_follow_librilight_slicing():
+    # libri-light: frames ceil(50 on - 1/2) <= i < floor(50 off - 1/2), centres at 20 i + 10 ms
+    assert span_frames(0.0, 0.1, 50) == (0, 4)  # centres 10..70 ms; 90 ms is in only if 110 <= 100
+    assert span_frames(0.0, 0.11, 50) == (0, 5)  # the offset on a centre (110 ms): 90 ms is in
+    assert span_frames(0.01, 0.05, 50) == (0, 2)  # onset on a centre: in
+    assert span_frames(0.011, 0.051, 50) == (1, 2)
     assert span_frames(0.5, 0.6, 50, num_frames=27) == (25, 27)
 
 
@@ -158,9 +183,9 @@ def test_items_triphone_and_phone_spans_and_exclusions():
             Segment(0.3, 0.4, "t"), Segment(0.4, 0.5, "sil")]
     items = abx_items([Alignment(phones=segs)], ["spk"], span="triphone")
     assert [(i.prev, i.phone, i.next) for i in items] == [("b", "a", "t")]
-    assert (items[0].start, items[0].end, items[0].speaker) == (5, 20, "spk")
+    assert (items[0].start, items[0].end, items[0].speaker) == (5, 19, "spk")
     items = abx_items([segs], ["spk"], span="phone", exclude=set())
-    assert [(i.phone, i.start, i.end) for i in items] == [("b", 5, 10), ("a", 10, 15), ("t", 15, 20)]
+    assert [(i.phone, i.start, i.end) for i in items] == [("b", 5, 9), ("a", 10, 14), ("t", 15, 19)]
     with pytest.raises(ValueError):
         abx_items([segs], ["a", "b"])
 
@@ -240,6 +265,29 @@ def test_matches_brute_force_reference(mode):
     assert r.num_phone_pairs == n_pairs
     assert r.error == pytest.approx(ref, abs=1e-6)
     assert 0.02 < r.error < 0.45  # noisy enough not to be trivial
+
+
+@pytest.mark.parametrize("mode", ["within", "across"])
+def test_units_with_ties_match_librilight_orientation(mode):
+    # Units from 3 codes: 0/1 frame distances, so DTW costs tie often and d(X, Y) != d(Y, X) for
+    # some pairs. libri-light's orientation (X on the rows; within, the group's first item) is
+    # reproduced exactly, not only to within a few ties.
+    tiers, speakers, labels = corpus(n_utts=6, phones_per_utt=30, seed=7, n_phones=3)
+    items = abx_items(tiers, speakers)  # triphones: long spans, more ties
+    rng = np.random.default_rng(4)
+    units = [np.where(rng.random(len(lab)) < 0.5, [PHONES.index(p) for p in lab], rng.integers(0, 3, len(lab)))
+             for lab in labels]
+
+    def onehot(x, y):
+        return (x[:, None] != y[None, :]).astype(float)
+
+    ref, n_pairs = brute_force_abx(items, units, mode, onehot)
+    r = abx_error(items, units, mode, max_size_group=1000, max_x_across=1000)
+    assert r.distance == "onehot" and r.num_phone_pairs == n_pairs
+    assert r.error == pytest.approx(ref, abs=1e-12)
+    # The other orientation (A or B on the rows) gives another score on these units.
+    other, _ = brute_force_abx(items, units, mode, onehot, orient=lambda x, y: (y, x))
+    assert abs(other - ref) > 1e-4
 
 
 def test_sampling_is_seeded_and_bounded(small):

@@ -54,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-cells-per-pair", type=int, default=50,
                    help="ABX cells per ordered phone pair (default 50, 0 = all)")
     p.add_argument("--no-abx-features", action="store_true", help="ABX on units only (no continuous features)")
+    p.add_argument("--abx-frames", choices=("librilight", "window"), default="librilight",
+                   help="where ABX places frame i when it cuts items: librilight (default: at 20 i + 10 ms, half "
+                   "the hop, as libri-light, ABXpy and fastabx) or window (the middle of the encoder's window: "
+                   "20 i + 12.5 ms for 25 ms windows, 20 i for Whisper)")
     p.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections to leave out")
     p.add_argument("--no-plots", action="store_true", help="no plots (faster; the reports then have tables only)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -93,7 +97,7 @@ def run_eval(args: argparse.Namespace) -> int:
         distortions=args.distortions, robustness_seconds=args.robustness_seconds or None,
         speed_seconds=args.speed_seconds or None, stream_seconds=args.stream_seconds or None,
         chunk_s=args.chunk, shift_s=args.shift, train_units=args.train_units, train_data=args.train_data,
-        abx=AbxSettings(max_cells_per_pair=args.max_cells_per_pair or None),
+        abx=AbxSettings(max_cells_per_pair=args.max_cells_per_pair or None, frames=args.abx_frames),
         abx_features=not args.no_abx_features, skip=args.skip, plots=not args.no_plots,
         progress=not args.no_progress,
     )

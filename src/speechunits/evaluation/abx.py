@@ -12,8 +12,13 @@ module only chooses its inputs:
   two speakers. Without speaker labels, each utterance counts as its own speaker for the within
   test (all three tokens then come from one utterance, hence one speaker) and across is skipped.
 
-Item spans use the frames' true centres: an encoder frame ``i`` covers ``[i hop, i hop + window)``,
-so :func:`~speechunits.metrics.abx_items` gets the encoder's ``window_s``.
+Item spans place the frames by libri-light's convention by default (``frames="librilight"``:
+frame ``i`` centred at ``(i + 1/2)`` hops, 20 i + 10 ms at 50 Hz, as libri-light, ABXpy and fastabx
+do for any model, so that scores compare with theirs); ``frames="window"`` centres them in the
+encoder's analysis window instead (``i hop + window / 2``: 20 i + 12.5 ms for 25 ms windows, 20 i
+for Whisper, whose encoder reports a 0 window). Either way the span is libri-light's slicing
+(:func:`~speechunits.metrics.span_frames`). The convention used is written in the section
+(``frames``, with its frame centre in ms).
 
 Sampling is bounded and seeded (``max_size_group`` items per (context, speaker, phone),
 ``max_x_across`` X speakers, ``max_cells_per_pair`` cells per ordered phone pair), so an hour of
@@ -29,6 +34,8 @@ Example:
     ...                 centroids=None, settings=AbxSettings(span="phone"))
     >>> r["units"]["within"]["error"], r["features"]["within"]["error"], r["units"]["across"]["skipped"]
     (0.0, 0.0, True)
+    >>> r["frames"]
+    'librilight: frame i centred at 20 i + 10 ms (half the 20 ms hop)'
 """
 
 from __future__ import annotations
@@ -44,15 +51,29 @@ from speechunits.metrics import abx_error, abx_items
 from ._result import skipped
 
 
+FRAME_CONVENTIONS = ("librilight", "window")
+
+
+def _check_frames(frames: str) -> None:
+    if frames not in FRAME_CONVENTIONS:
+        raise ValueError(f"ABX frame convention must be one of {', '.join(FRAME_CONVENTIONS)}, got {frames!r}")
+
+
 @dataclass
 class AbxSettings:
-    """Sampling bounds (libri-light's defaults for the first two) and the seed."""
+    """Sampling bounds (libri-light's defaults for the first two), the seed, and where frames are
+    centred (``frames``: ``"librilight"``, half a hop after the frame's start, or ``"window"``,
+    the middle of the encoder's analysis window)."""
 
     max_size_group: int = 10
     max_x_across: int = 5
     max_cells_per_pair: int | None = 50
     span: str = "triphone"
     seed: int = 0
+    frames: str = "librilight"
+
+    def __post_init__(self) -> None:
+        _check_frames(self.frames)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +83,20 @@ class AbxSettings:
 # reported as skipped, with its counts, rather than as a number beside real ones.
 MIN_PHONE_PAIRS = 2
 MIN_TRIPLETS = 10
+
+
+def frame_convention(frames: str, frame_rate: float, window_s: float) -> tuple[float | None, str]:
+    """``window_s`` for :func:`~speechunits.metrics.abx_items` (None: libri-light's centres) and
+    the convention in words, with frame ``i``'s centre in ms."""
+    _check_frames(frames)
+    hop_ms = 1000.0 / frame_rate
+    if frames == "librilight":
+        return None, f"librilight: frame i centred at {hop_ms:g} i + {hop_ms / 2:g} ms (half the {hop_ms:g} ms hop)"
+    w_ms = 1000.0 * window_s
+    if not w_ms:  # Whisper: its encoder frame i is centred on 20 i ms and reports a 0 window
+        return window_s, f"window: frame i centred at {hop_ms:g} i ms (the encoder's frames are centred on their start)"
+    return window_s, (f"window: frame i centred at {hop_ms:g} i + {w_ms / 2:g} ms "
+                      f"(the middle of the encoder's {w_ms:g} ms window)")
 
 
 def abx_section(
@@ -78,9 +113,11 @@ def abx_section(
 ) -> dict[str, Any]:
     """ABX within/across speakers on units and on features (``features=None``: units only).
 
-    ``features[i]`` is needed only where ``alignments[i]`` is not None.
+    ``features[i]`` is needed only where ``alignments[i]`` is not None. ``window_s`` (the
+    encoder's analysis window) is used only by ``settings.frames == "window"``.
     """
     settings = settings or AbxSettings()
+    item_window_s, convention = frame_convention(settings.frames, frame_rate, window_s)
     keep = [i for i, a in enumerate(alignments) if a is not None]
     if not keep:
         reason = "no alignments: ABX needs phone boundaries"
@@ -93,10 +130,11 @@ def abx_section(
         spk = [f"utt{i}" for i in keep]
     unit_seqs = [np.asarray(ids[i]) for i in keep]
     items = abx_items([alignments[i] for i in keep], spk, frame_rate=frame_rate,
-                      num_frames=[len(x) for x in unit_seqs], span=settings.span, window_s=window_s)
+                      num_frames=[len(x) for x in unit_seqs], span=settings.span, window_s=item_window_s)
     n_spk = len(set(spk))
     out: dict[str, Any] = {
         "settings": settings.to_dict(),
+        "frames": convention,
         "num_items": len(items),
         "utterances": len(keep),
         "speakers": n_spk if source == "manifest" else None,

@@ -153,7 +153,8 @@ def _abx(abx: dict[str, Any]) -> list[tuple]:
            else "no speaker labels: each utterance counts as its own speaker")
     return [doc.p(f"**ABX** ({abx.get('num_items')} triphone items, {who}; "
                   f"at most {s.get('max_size_group')} items per group, "
-                  f"{s.get('max_x_across')} X speakers, {s.get('max_cells_per_pair')} cells per phone pair):"),
+                  f"{s.get('max_x_across')} X speakers, {s.get('max_cells_per_pair')} cells per phone pair"
+                  + (f"; frames: {abx['frames']}" if abx.get("frames") else "") + "):"),
             doc.table(["input, mode", "error (%)", "phone pairs", "cells", "triplets", "DTWs", "distance"], rows),
             *notes]
 

@@ -3,6 +3,7 @@
 - :mod:`.codebook`: utilization, token distribution, unigram entropy, entropy and nominal bitrate;
 - :mod:`.alignment_metrics`: PNMI / CNMI, H(phone | code), phone and cluster purity, P(phone | code);
 - :mod:`.abx`: ABX phone discriminability within and across speakers (DTW, ZeroSpeech style);
+  :mod:`.abx_item_file` reads and writes its items as ZeroSpeech ``.item`` files;
 - :mod:`.ngram`: interpolated modified Kneser-Ney n-gram LM and perplexity of units;
 - :mod:`.robustness`: unit edit distance between clean and distorted units;
 - :mod:`.position`: position leakage, NMI between units and the frame's time in the utterance;
@@ -21,6 +22,7 @@ Example:
 
 from ._abx_dtw import dtw_normalized
 from .abx import DEFAULT_EXCLUDE, AbxItem, AbxResult, abx_error, abx_items, abx_scores, span_frames
+from .abx_item_file import read_item_file, write_item_file
 from .alignment_metrics import AlignmentStats, cnmi, frame_label_pairs, label_code_stats, pnmi
 from .codebook import CodebookStats, codebook_stats, entropy_bits, token_distribution, unit_counts
 from .correlation import CorrelationResult, pearson, proxy_correlation
@@ -52,6 +54,8 @@ __all__ = [
     "abx_scores",
     "dtw_normalized",
     "span_frames",
+    "read_item_file",
+    "write_item_file",
     # ngram
     "KneserNeyLM",
     "ngram_perplexity",

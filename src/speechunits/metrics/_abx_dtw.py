@@ -5,15 +5,17 @@
   ``eval/ABX_src/dtw.pyx`` (``_dtw(..., normalized=True)``), including how it finds the path length:
   backtracking from the end, preferring the diagonal step, then the horizontal one, then the
   vertical one on ties. Vectorised over a batch of padded matrices and, inside each DTW row, as
-  a min-plus scan (so a batch costs ``N`` torch steps, not ``N * M``).
+  a min-plus scan (so a batch costs ``N`` torch steps, not ``N * M``). That preference makes the
+  normalised DTW depend on which sequence is on the rows when costs tie (frequent with discrete
+  units), so :func:`dtw_batch` can give both orientations from one pass.
 - :class:`FrameStore`: all frames of the utterances, flat, with the frame distances: angular
   (cosine) distance ``arccos(<x, y> / |x||y|) / pi`` (zero frames at distance 1 from non-zero
   ones, 0 from each other: libri-light's ``normalize_with_singularity``), Euclidean, the cosine
   distance between unit centroids, or the 0/1 mismatch of unit ids.
 - :func:`group_pair_distances`: the normalised DTW of every item pair of given pairs of item
-  groups; frame distances come per group pair from one batched matrix product between all frames
-  of the two groups (as libri-light computes distances group by group), and the item pairs' DTW
-  matrices are blocks of that, gathered into length-sorted batches.
+  groups, in both orientations; frame distances come per group pair from one batched matrix
+  product between all frames of the two groups (as libri-light computes distances group by
+  group), and the item pairs' DTW matrices are blocks of that, gathered into length-sorted batches.
 
 Example:
     >>> import numpy as np
@@ -44,7 +46,7 @@ def dtw_normalized(dist: np.ndarray | torch.Tensor) -> float:
     return float(dtw_batch(d, n, m)[0])
 
 
-def dtw_batch(d: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+def dtw_batch(d: torch.Tensor, n: torch.Tensor, m: torch.Tensor, both: bool = False) -> torch.Tensor:
     """Normalised DTW of ``B`` padded matrices ``d [B, N, M]`` with true sizes ``n``, ``m``.
 
     Row by row: ``cost[i, j] = d[i, j] + min(u[j], cost[i, j-1])`` with
@@ -54,28 +56,41 @@ def dtw_batch(d: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor
     ties): a run of horizontal steps adds one per step to where the run started. Computed in
     ``d``'s dtype (float64 reproduces the reference to rounding; float32 is what libri-light
     uses); the result is float64 ``[B]``.
+
+    ``both=True`` also gives the DTW of the transposed matrices, ``[B, 2]``: the accumulated cost
+    is the same, only the path length differs, because on ties the backtracking's preference of
+    the horizontal over the vertical step swaps sides. Libri-light puts X on the rows, so
+    ``d(X, Y)`` and ``d(Y, X)`` can differ when the costs tie (discrete units); one pass gives both.
     """
     B, N, M = d.shape
     inf = float("inf")
     cols = torch.arange(M)
-    out = torch.empty(B, dtype=torch.float64)
+    out = torch.empty(B, 2 if both else 1, dtype=torch.float64)
     last_row, last_col = n - 1, m
     S = torch.cumsum(d, dim=2)
     # Column 0 is a sentinel (cost inf, path length 0) so that shifted rows are views.
     cost = torch.empty(B, M + 1, dtype=d.dtype)
     cost[:, 0] = inf
     cost[:, 1:] = S[:, 0]
-    plen = torch.empty(B, M + 1, dtype=torch.int64)
-    plen[:, 0] = 0
-    plen[:, 1:] = cols + 1
+    # Path lengths: [0] rows first (libri-light on d), [1] columns first (libri-light on d.T).
+    plen = torch.empty(len(out[0]), B, M + 1, dtype=torch.int64)
+    plen[:, :, 0] = 0
+    plen[:, :, 1:] = cols + 1
     new, new_len = torch.empty_like(cost), torch.empty_like(plen)
-    new[:, 0], new_len[:, 0] = inf, 0
+    new[:, 0], new_len[:, :, 0] = inf, 0
 
     def emit(i: int) -> None:
         here = last_row == i
         if bool(here.any()):
             idx = here.nonzero().squeeze(1)
-            out[idx] = cost[idx, last_col[idx]].double() / plen[idx, last_col[idx]].double()
+            c = cost[idx, last_col[idx]].double()
+            for k in range(len(plen)):
+                out[idx, k] = c / plen[k, idx, last_col[idx]].double()
+
+    def lengths(k: int, take_diag: torch.Tensor, take_left: torch.Tensor) -> None:
+        base = torch.where(take_diag, plen[k, :, :-1], plen[k, :, 1:]).add_(1)
+        start = torch.cummax(cols.masked_fill(take_left, 0), dim=1).values
+        new_len[k, :, 1:] = torch.gather(base, 1, start).add_(cols - start)
 
     emit(0)
     for i in range(1, N):
@@ -85,14 +100,13 @@ def dtw_batch(d: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor
         new[:, 1:] = torch.cummin(scan, dim=1).values.add_(s)
         left = new[:, :-1]
         take_diag = (diag <= left) & (diag <= up)
-        take_left = (left <= up) & (left < diag)
-        base = torch.where(take_diag, plen[:, :-1], plen[:, 1:]).add_(1)
-        start = torch.cummax(cols.masked_fill(take_left, 0), dim=1).values
-        new_len[:, 1:] = torch.gather(base, 1, start).add_(cols - start)
+        lengths(0, take_diag, (left <= up) & (left < diag))
+        if both:  # transposed: the vertical step is preferred to the horizontal one on ties
+            lengths(1, take_diag, (left < up) & (left < diag))
         cost, new = new, cost
         plen, new_len = new_len, plen
         emit(i)
-    return out
+    return out if both else out[:, 0]
 
 
 _MAX_TABLE_CODES = 8192  # centroid distances as a k x k table up to 8192 codes (256 MB)
@@ -182,7 +196,8 @@ def _cosine_table(c: torch.Tensor) -> torch.Tensor:
     t = (u @ u.T).clamp_(-1.0, 1.0).arccos_().div_(math.pi)
     t = torch.where(zero[:, None] | zero[None, :], (zero[:, None] ^ zero[None, :]).float(), t)
     t.fill_diagonal_(0.0)
-    return t.contiguous()
+    # Exactly symmetric, so that d(X, Y) on rows X is d(Y, X) transposed, as the scoring assumes.
+    return (torch.triu(t) + torch.triu(t, 1).T).contiguous()
 
 
 def _length_batches(n1: np.ndarray, n2: np.ndarray, bin1: int, max_elems: int) -> list[np.ndarray]:
@@ -214,7 +229,8 @@ def group_pair_distances(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalised DTW of every item pair across the group pairs ``(g1[i], g2[i])`` (``g1 <= g2``;
     ``g1 == g2`` gives the pairs inside a group). Returns sorted keys ``lo * n + hi`` of the item
-    pairs (``n`` = number of items) and their distances.
+    pairs (``n`` = number of items) and their distances ``[P, 2]``: ``[:, 0]`` with item ``lo``'s
+    frames on the DTW rows, ``[:, 1]`` with item ``hi``'s (they differ only on cost ties).
 
     Frame distances come from batched matrix products between all frames of a group and all
     frames of its partner groups (libri-light computes distances group by group), into a float32
@@ -287,18 +303,19 @@ def group_pair_distances(
             flat = torch.cat(buf) if len(buf) > 1 else buf[0]
             x, o, origin, stride = (np.concatenate(z) for z in zip(*parts))
             n, m = item_len[x], item_len[o]
-            dist = np.empty(len(x))
+            dist = np.empty((len(x), 2))
             for bsel in _length_batches(n, m, 2, budget // 4):
                 nn, mm = int(n[bsel].max()), int(m[bsel].max())
                 rr = np.minimum(np.arange(nn)[None, :], n[bsel][:, None] - 1) * stride[bsel][:, None]
                 cc = np.minimum(np.arange(mm)[None, :], m[bsel][:, None] - 1)
                 idx = origin[bsel][:, None, None] + rr[:, :, None] + cc[:, None, :]
                 d = flat[torch.from_numpy(idx)]
-                dist[bsel] = dtw_batch(d, torch.from_numpy(n[bsel]), torch.from_numpy(m[bsel])).numpy()
+                nb, mb = torch.from_numpy(n[bsel]), torch.from_numpy(m[bsel])
+                dist[bsel] = dtw_batch(d, nb, mb, both=True).numpy()
             keys_out.append(np.minimum(x, o) * n_items + np.maximum(x, o))
-            dist_out.append(dist)
+            dist_out.append(np.where((x < o)[:, None], dist, dist[:, ::-1]))  # x's frames were the rows
     keys = np.concatenate(keys_out) if keys_out else np.zeros(0, np.int64)
-    dist = np.concatenate(dist_out) if dist_out else np.zeros(0)
+    dist = np.concatenate(dist_out) if dist_out else np.zeros((0, 2))
     o = np.argsort(keys)
     return keys[o], dist[o]
 

@@ -4,9 +4,23 @@
 frame span (:func:`abx_items`). ``span="triphone"`` (default) takes the frames of the whole
 triphone, from the start of the previous phone to the end of the next one (the ZeroSpeech 2017 /
 libri-light ``.item`` files give triphone onsets and offsets); ``span="phone"`` only the central
-phone. A frame ``i`` (centre ``(i + 0.5) / frame_rate``) belongs to ``[onset, offset)`` when its
-centre does, the convention of :func:`speechunits.data.alignment.frame_labels` (libri-light ends
-spans at ``floor(rate * offset - 0.5)``, which can drop one more frame at the end).
+phone. Frames are placed at their centres, by one of two conventions (``window_s``):
+
+- **Libri-light** (``window_s=None``, the default): frame ``i`` is at ``(i + 1/2) / frame_rate``,
+  half a hop after its start, 20 i + 10 ms at 50 Hz, as libri-light, ABXpy and fastabx place the
+  frames of any model;
+- **the encoder's window** (``window_s`` = the frames' analysis window): ``i / frame_rate +
+  window_s / 2``, 20 i + 12.5 ms for the 25 ms windows of wav2vec2-style encoders, 20 i for
+  Whisper (``window_s=0``: its frame ``i`` is centred on 20 i ms).
+
+With ``c`` the centre's offset in frames (1/2, or ``frame_rate * window_s / 2``), an item takes the
+frames ``ceil(rate * onset - c) <= i < floor(rate * offset - c)``: libri-light's slicing
+(``eval/ABX_src/abx_iterators.py``), i.e. a frame whose centre is at or after the onset and
+whose *next* frame's centre is at or before the offset. This is one frame fewer than "centre in
+``[onset, offset]``" (ABXpy; fastabx unless ``FASTABX_WITH_LIBRILIGHT_BUG=1``) except when the
+offset falls exactly on a frame centre. Both roundings use exact decimal times (a 1e-9 tolerance,
+as fastabx's decimals); libri-light's float products land on the other side of an integer for a
+few times (68 of 200,000 times on a 0.1 ms grid).
 
 **Triplets.** A and X share the central phone and the context, B differs only in its central
 phone (same context). *Within* speaker: A, B, X all from one speaker, X ranging over A's group
@@ -16,7 +30,12 @@ context and phone. X is correct when ``d(A, X) < d(B, X)``; a tie counts 0.5.
 **Distance.** ``d`` is DTW over a frame-distance matrix, the accumulated cost divided by the
 length of the optimal path, exactly libri-light's ``eval/ABX_src/dtw.pyx``: steps (1,0), (0,1),
 (1,1) with unit weight, path length found by backtracking from the end preferring the diagonal,
-then the horizontal, then the vertical step. Frame distances:
+then the horizontal, then the vertical step. That preference makes ``d(X, Y)`` depend on which
+item is on the rows when costs tie (frequent with units), so the orientation is libri-light's:
+X on the rows of ``d(X, B)`` and, across speakers, of ``d(X, A)``; within a speaker, where X and
+A come from one group, ``d(X, A) = d(A, X)`` has on its rows the item that comes first in the
+group (item order, or the sampled order in groups larger than ``max_size_group``), as
+libri-light's symmetric DTW of a group with itself. Frame distances:
 
 - ``"cosine"`` (features; libri-light's default): angle between the frames divided by pi,
   ``arccos(<x, y> / |x||y|) / pi`` in ``[0, 1]``; a zero frame is at distance 1 from any non-zero
@@ -34,8 +53,9 @@ pair; the score is the mean over the ordered phone pairs that have any cell.
 
 **Bounded sampling** (seeded): each (context, speaker, phone) group keeps at most
 ``max_size_group`` items (libri-light's ``--max_size_group``; it resamples per use, here once per
-group), at most ``max_x_across`` X speakers per A group (``--max_x_across``), and optionally at
-most ``max_cells_per_pair`` cells per ordered phone pair. DTW runs once per distinct item pair
+group, in random order; smaller groups keep their items in item order), at most
+``max_x_across`` X speakers per A group (``--max_x_across``), and optionally at most
+``max_cells_per_pair`` cells per ordered phone pair. DTW runs once per distinct item pair
 (:mod:`speechunits.metrics._abx_dtw`): frame distances by batched matrix products between whole
 groups, DTW in length-sorted batches vectorised with torch over the batch and along each row.
 Cost grows with the number of distinct item pairs (``num_dtw``); ``max_cells_per_pair`` bounds it.
@@ -109,21 +129,25 @@ class AbxResult:
 def span_frames(
     onset: float, offset: float, frame_rate: float, num_frames: int | None = None, window_s: float | None = None
 ) -> tuple[int, int]:
-    """Frames ``[start, end)`` whose centres lie in ``[onset, offset)``.
+    """Frames ``[start, end)`` of the span ``[onset, offset]`` by libri-light's slicing (module doc).
 
-    Frame ``i`` starts at ``i / frame_rate`` and spans ``window_s`` (default one hop), so its
-    centre is ``i / frame_rate + window_s / 2``: 12.5 ms after its start for 25 ms encoder frames.
+    Frame ``i`` is centred at ``(i + 1/2) / frame_rate`` (``window_s=None``, libri-light's
+    convention) or at ``i / frame_rate + window_s / 2`` (the encoder's analysis window). It is
+    kept when its centre is at or after ``onset`` and the next frame's centre at or before
+    ``offset``.
 
-    >>> span_frames(0.1, 0.2, 50.0)
+    >>> span_frames(0.1, 0.2, 50.0)  # centres 110, 130, 150, 170 ms; 190 ms is last: 210 > 200
+    (5, 9)
+    >>> span_frames(0.1, 0.21, 50.0)  # the offset on a centre: 190 ms comes in
     (5, 10)
     >>> span_frames(0.111, 0.2, 50.0)  # frame 5's centre, 110 ms, is before the onset
-    (6, 10)
+    (6, 9)
     >>> span_frames(0.111, 0.2, 50.0, window_s=0.025)  # with a 25 ms window it is at 112.5 ms
-    (5, 10)
+    (5, 9)
     """
     half = 0.5 if window_s is None else frame_rate * window_s / 2  # centre offset, in frames
     start = max(0, math.ceil(frame_rate * onset - half - 1e-9))
-    end = math.ceil(frame_rate * offset - half - 1e-9)
+    end = math.floor(frame_rate * offset - half + 1e-9)
     if num_frames is not None:
         end = min(end, num_frames)
     return start, max(start, end)
@@ -142,8 +166,9 @@ def abx_items(
 
     The first and last phone of an utterance have no context and give no item; a triphone with
     any of its three phones in ``exclude`` (silences, unknowns) is skipped, as are spans with no
-    frame. ``num_frames`` (per utterance) clips spans to the features' length. ``window_s``: the
-    frames' analysis window (see :func:`span_frames`; 0.025 for the 50 Hz encoders here).
+    frame. ``num_frames`` (per utterance) clips spans to the features' length. ``window_s``:
+    ``None`` for libri-light's frame centres (the default), else the frames' analysis window
+    (see :func:`span_frames`).
     """
     if span not in ("triphone", "phone"):
         raise ValueError(f"span must be 'triphone' or 'phone', got {span!r}")
@@ -153,17 +178,30 @@ def abx_items(
         raise ValueError(f"{len(num_frames)} frame counts for {len(phone_tiers)} utterances")
     items = []
     for u, tier in enumerate(phone_tiers):
-        segs = sorted(tier.phones if isinstance(tier, Alignment) else tier, key=lambda s: s.start)
         n = None if num_frames is None else int(num_frames[u])
-        for p in range(1, len(segs) - 1):
-            prev, cur, nxt = segs[p - 1], segs[p], segs[p + 1]
-            if prev.label in exclude or cur.label in exclude or nxt.label in exclude:
-                continue
-            on, off = (prev.start, nxt.end) if span == "triphone" else (cur.start, cur.end)
+        for on, off, prev, cur, nxt in triphones(tier, span, exclude):
             start, end = span_frames(on, off, frame_rate, n, window_s)
             if end > start:
-                items.append(AbxItem(u, start, end, cur.label, prev.label, nxt.label, str(speakers[u])))
+                items.append(AbxItem(u, start, end, cur, prev, nxt, str(speakers[u])))
     return items
+
+
+def triphones(
+    tier: Sequence[Segment] | Alignment, span: str = "triphone", exclude: frozenset[str] | set[str] = DEFAULT_EXCLUDE
+) -> list[tuple[float, float, str, str, str]]:
+    """``(onset, offset, prev, phone, next)`` in seconds of each item of one utterance (see
+    :func:`abx_items`; ``span`` chooses the triphone's or the central phone's onset and offset)."""
+    if span not in ("triphone", "phone"):
+        raise ValueError(f"span must be 'triphone' or 'phone', got {span!r}")
+    segs = sorted(tier.phones if isinstance(tier, Alignment) else tier, key=lambda s: s.start)
+    out = []
+    for p in range(1, len(segs) - 1):
+        prev, cur, nxt = segs[p - 1], segs[p], segs[p + 1]
+        if prev.label in exclude or cur.label in exclude or nxt.label in exclude:
+            continue
+        on, off = (prev.start, nxt.end) if span == "triphone" else (cur.start, cur.end)
+        out.append((on, off, prev.label, cur.label, nxt.label))
+    return out
 
 
 # --------------------------------------------------------------------------- cells and scoring
@@ -232,7 +270,7 @@ def abx_error(
     p1, p2 = np.concatenate([gx, gx]), np.concatenate([ga, gb])
     gp = np.unique(np.minimum(p1, p2) * ng + np.maximum(p1, p2))
     ukeys, dist = group_pair_distances(frames, arr, g.items, g.start, g.len, gp // ng, gp % ng)
-    score, valid = _score_cells(g, ga, gb, gx, ukeys, dist, len(kept))
+    score, valid = _score_cells(g, ga, gb, gx, ukeys, dist, len(kept), within=mode == "within")
     err = 1.0 - score / valid
 
     # Average over contexts (and X speakers), then speakers, then ordered phone pairs.
@@ -259,12 +297,17 @@ class _Groups:
     """Items grouped by (context, speaker, phone), each group sampled to ``max_size`` items.
 
     Groups are sorted by (context, speaker, phone); group ``g`` holds the item indices
-    ``items[start[g] : start[g] + len[g]]``.
+    ``items[start[g] : start[g] + len[g]]``: in item order when the group has at most
+    ``max_size`` items, else a random sample in random order (libri-light's ``random.sample``);
+    the order decides the DTW orientation inside a group.
     """
 
     def __init__(self, ctx: np.ndarray, spk: np.ndarray, phone: np.ndarray, max_size: int,
                  rng: np.random.Generator) -> None:
-        order = np.lexsort((rng.random(len(ctx)), phone, spk, ctx))
+        _, key0 = np.unique(_encode(ctx, spk, phone), return_inverse=True)
+        big = np.bincount(key0)[key0] > max_size
+        prio = np.where(big, rng.random(len(ctx)), np.arange(len(ctx)) / max(1, len(ctx)))
+        order = np.lexsort((prio, phone, spk, ctx))
         key = _encode(ctx[order], spk[order], phone[order])
         first = _starts(key)
         gid = np.cumsum(first) - 1
@@ -314,18 +357,22 @@ def _cells(g: _Groups, mode: str, max_x: int, rng: np.random.Generator) -> tuple
 
 
 def _score_cells(g: _Groups, ga: np.ndarray, gb: np.ndarray, gx: np.ndarray, ukeys: np.ndarray,
-                 dist: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+                 dist: np.ndarray, n_items: int, within: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per cell: sum over triplets of ``[d(A,X) < d(B,X)] + 0.5 [equal]`` and the triplet count
-    (``A == X`` skipped), enumerated in chunks of cells."""
+    (``A == X`` skipped), enumerated in chunks of cells. ``dist[:, 0]`` / ``[:, 1]``: the pair's
+    lower / higher item on the DTW rows (see the module doc for whose rows libri-light uses)."""
     n_trip = g.len[gx] * g.len[ga] * g.len[gb]
     cum = np.cumsum(n_trip)
     score = np.zeros(len(ga))
     valid = np.zeros(len(ga))
     last = len(ukeys) - 1
+    rank = np.zeros(n_items, np.int64)  # position in the group order (sampled items only)
+    rank[g.items] = np.arange(len(g.items))
 
-    def lookup(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        key = np.minimum(x, y) * n_items + np.maximum(x, y)
-        return dist[np.minimum(np.searchsorted(ukeys, key), last)]  # X == A: masked below
+    def lookup(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        key = np.minimum(rows, cols) * n_items + np.maximum(rows, cols)
+        k = np.minimum(np.searchsorted(ukeys, key), last)  # X == A: masked below
+        return dist[k, (rows > cols).astype(np.int64)]
 
     lo = 0
     while lo < len(ga):
@@ -338,7 +385,12 @@ def _score_cells(g: _Groups, ga: np.ndarray, gb: np.ndarray, gx: np.ndarray, uke
         a = g.items[g.start[ga[cc]] + rest // nb[c]]
         b = g.items[g.start[gb[cc]] + rest % nb[c]]
         ok = (x != a).astype(np.float64)
-        dxa, dxb = lookup(x, a), lookup(x, b)
+        if within:  # X and A from one group: its first item on the rows, d(X, A) = d(A, X)
+            first = rank[x] < rank[a]
+            dxa = lookup(np.where(first, x, a), np.where(first, a, x))
+        else:
+            dxa = lookup(x, a)
+        dxb = lookup(x, b)
         s = (dxa < dxb) + 0.5 * (dxa == dxb)
         score[lo:hi] = np.bincount(c, weights=s * ok, minlength=hi - lo)
         valid[lo:hi] = np.bincount(c, weights=ok, minlength=hi - lo)
