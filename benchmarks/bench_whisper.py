@@ -12,7 +12,14 @@ Over the same files, each timed ``--runs`` times (median reported):
   (pads to 30 s) and ``WhisperModel``'s encoder with ``output_hidden_states=True`` (all layers),
   sklearn ``KMeans.predict`` on numpy features (the same centroids), de-duplicate, write a line.
 
-Run: ``python benchmarks/bench_whisper.py --tokenizer DIR [--data DIR] [--minutes 3] [--runs 3]``
+- ``stream``: chunk-wise streaming (``--chunk 1.0 --shift 0.4``) with the context growing from
+  the start, or capped at each ``--stream-caps`` seconds (0 = uncapped): the wall time of each
+  re-encode (the compute latency added to the algorithmic ``chunk`` seconds), whether every
+  re-encode finished within one shift, and the unit edit distance of the streamed units to the
+  offline ones.
+
+Run: ``python benchmarks/bench_whisper.py --tokenizer DIR [--data DIR] [--minutes 3] [--runs 3]
+[--stream-caps 0 4 8 16]``
 (``DIR``: a tokenizer on ``whisper-tiny.en``, e.g. the bundled default).
 """
 
@@ -68,6 +75,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--stream-caps", type=float, nargs="*", default=[0, 4, 8, 16])
+    ap.add_argument("--chunk", type=float, default=1.0)
+    ap.add_argument("--shift", type=float, default=0.4)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.threads:
@@ -141,10 +151,34 @@ def main() -> None:
     print(f"tokenize = {100 * summary['tokenize_vs_forward']:.1f}% of the forward pass; "
           f"{summary['tokenize_vs_naive']:.2f}x the naive loop; padded mode takes {summary['padded_vs_exact_time']:.2f}x "
           f"the exact forward; units agree on {100 * agree:.1f}% of frames (exact vs padded)")
+    summary["stream"] = [stream_cost(tok, waves, exact_units, cap, args.chunk, args.shift) for cap in args.stream_caps]
     if args.json:
         Path(args.json).write_text(json.dumps({
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
             "files": len(utts), "audio_s": seconds, "layer": layer, "results": results, **summary}, indent=2))
+
+
+def stream_cost(tok: Tokenizer, waves: list, offline: list, cap: float, chunk: float, shift: float) -> dict:
+    from speechunits.tokens.distance import edit_distance
+
+    step = int(round(shift * 16000))
+    walls, dist, ref_len, late = [], 0, 0, 0
+    for w, ref in zip(waves, offline):
+        st = tok.stream(chunk_s=chunk, shift_s=shift, max_context_s=cap or None)
+        pieces = [st.push(w[p : p + step]) for p in range(0, len(w), step)] + [st.flush()]
+        rep = st.latency_report()
+        walls += rep["encode_wall_s"]
+        late += sum(x >= shift for x in rep["encode_wall_s"])
+        ref = np.asarray(ref).reshape(-1)
+        dist += edit_distance(ref, np.concatenate(pieces).reshape(-1))
+        ref_len += len(ref)
+    out = {"max_context_s": cap or None, "encode_wall_s_median": float(np.median(walls)),
+           "encode_wall_s_p95": float(np.percentile(walls, 95)), "encode_wall_s_max": float(np.max(walls)),
+           "late_share": late / len(walls), "ued_vs_offline": dist / ref_len}
+    print(f"stream cap {cap or 'none':>4}: re-encode median {out['encode_wall_s_median'] * 1000:.0f} ms, "
+          f"p95 {out['encode_wall_s_p95'] * 1000:.0f} ms, max {out['encode_wall_s_max'] * 1000:.0f} ms, "
+          f"{100 * out['late_share']:.1f}% later than one shift; UED vs offline {out['ued_vs_offline']:.3f}")
+    return out
 
 
 if __name__ == "__main__":
