@@ -165,6 +165,9 @@ class WhisperEncoder(Encoder):
         if missing or unexpected:
             raise ValueError(f"{source}: Whisper encoder tensors do not match its config "
                              f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        origin = cfg.get("speechunits_source")
+        if isinstance(origin, str):  # a copy stored by speechunits keeps the name it was loaded by
+            name = origin
         return cls(model, name=name, device=device, source_dir=source, source_format=fmt,
                    num_layers_original=int(cfg.get("speechunits_layers_original", dims.layers)), **kwargs)
 
@@ -233,7 +236,10 @@ class WhisperEncoder(Encoder):
             "encoder_layers_original": self.num_layers_original,
             "layers_available": list(range(self.num_layers + 1)),
             "layer_convention": f"0 = conv stem + sinusoidal positions, i = output of layer i, "
-                                f"{self.num_layers} = final layer norm",
+                                f"{self.num_layers} = final layer norm" + (
+                                    "" if self.num_layers_original == self.model.dims.layers else
+                                    f" (a copy truncated to {self.model.dims.layers} of {self.num_layers_original} "
+                                    f"layers: its final norm is not Whisper's output)"),
             "dim": self.dim,
             "n_mels": self.model.dims.n_mels,
             "sample_rate": self.sample_rate,
