@@ -7,7 +7,8 @@
 #   bash scripts/whisper_results.sh OUTDIR CORPUS_TEST_JSONL TOKENIZER_DIR [TOKENIZER_DIR ...]
 #
 # The corpus: `speechunits corpus synth --out corpus --minutes 30 --seed 0` (its test.jsonl).
-# An evaluation already in OUTDIR/eval/NAME is kept (resume); NAME is the tokenizer folder's name.
+# An evaluation already in OUTDIR/eval/NAME is kept (resume); NAME is PARENT-FOLDER of the tokenizer
+# (or the run folder, for a RUN/tokenizer).
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: bash scripts/whisper_results.sh OUTDIR CORPUS_TEST_JSONL TOKENIZER_DIR..." >&2
@@ -20,8 +21,9 @@ SHARED=${SPEECHUNITS_SHARED_DATA:-$ROOT/../shared/data}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT/eval"
 for tok in "$@"; do
-  name=$(basename "$tok")
-  [ "$name" = tokenizer ] && name=$(basename "$(dirname "$tok")")
+  # NAME: the tokenizer folder, prefixed by its parent (sweeps name their folders layer{L}_k{K})
+  name="$(basename "$(dirname "$tok")")-$(basename "$tok")"
+  [ "$(basename "$tok")" = tokenizer ] && name=$(basename "$(dirname "$tok")")
   if [ -f "$OUT/eval/$name/metrics.json" ]; then continue; fi
   echo "+ eval $name" >&2
   t=$(date +%s)
