@@ -239,7 +239,7 @@ def test_eval_cli_abx_frames_option(monkeypatch, tmp_path):
 
     def fake_eval(tok, data, out, cfg, **kw):
         got.append(cfg.abx)
-        return {"summary": []}
+        return {"summary": [], "datasets": []}
 
     monkeypatch.setattr(tokenizer.Tokenizer, "from_pretrained", classmethod(lambda cls, *a, **k: object()))
     monkeypatch.setattr(evaluation, "evaluate_and_report", fake_eval)
