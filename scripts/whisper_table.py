@@ -30,7 +30,8 @@ def main(paths: list[str]) -> None:
     for p in paths:
         m = json.loads((Path(p) / "metrics.json").read_text())
         r = rows_of(m)
-        lv, to, sy = r.get("librivox-aligned", {}), r.get("test-other", {}), r.get("test", {})
+        lv, to = r.get("librivox-aligned", {}), r.get("test-other", {})
+        sy = next((v for k, v in r.items() if k.endswith("test") and k != "test-other"), {})
         margin = None if lv.get("pnmi") is None else lv["pnmi"] - lv["pnmi_chance"]
         ds = {d["data"]["name"]: d for d in m["datasets"]}
         pos = next(iter(ds["test-other"]["layers"].values())).get("position", {})
