@@ -144,6 +144,38 @@ def test_any_exception_of_one_file_is_recorded_and_the_batch_goes_on(folder, tok
     assert sorted(r["id"] for r in _records(ev / "errors.jsonl")) == ["crash", "oom"]
 
 
+def test_eval_train_data_failures_are_recorded_and_skipped(folder, tokdir, tmp_path, capsys, monkeypatch):
+    """--train-data: an encoder failure on one training utterance (out of memory, injected) and an
+    undecodable training file cost only themselves, as in the evaluated data: the n-gram LM is
+    trained on the rest, both are listed in errors.jsonl and metrics.json, the exit is 1."""
+    from speechunits.encoders.spectral import SpectralEncoder
+
+    train = tmp_path / "train"
+    shutil.copytree(folder, train)
+    sf.write(train / "oom.wav", speechlike(12345, 8), 16000)
+    (train / "bad.wav").write_bytes(b"RIFF" + bytes(40))
+    real_encode = SpectralEncoder.encode
+
+    def oom_encode(self, waves, *a, **k):
+        if any(len(w) == 12345 for w in waves):
+            raise MemoryError("cannot allocate")
+        return real_encode(self, waves, *a, **k)
+
+    monkeypatch.setattr(SpectralEncoder, "encode", oom_encode)
+    ev = tmp_path / "eval"
+    rc, _, err = _cli(capsys, "eval", "--tokenizer", str(tokdir), "--data", str(folder), "--train-data", str(train),
+                      "--out", str(ev), "--skip", "abx", "robustness", "speed", "--no-plots", "--no-progress")
+    assert rc == 1 and "2 utterance(s) failed" in err
+    reasons = {r["id"]: r["reason"] for r in _records(ev / "errors.jsonl")}
+    assert sorted(reasons) == ["bad", "oom"] and "out of memory while encoding" in reasons["oom"]
+    assert {r["dataset"] for r in _records(ev / "errors.jsonl")} == {"train (--train-data)"}
+    m = json.loads((ev / "metrics.json").read_text())
+    assert m["lm_train_data"]["utterances"] == 4 and len(m["lm_train_data"]["failed"]) == 2
+    assert m["datasets"][0]["data"]["failed"] == []
+    (sec,) = m["datasets"][0]["layers"].values()
+    assert sec["ngram"]["train_utterances"] == 4 and "4 utterances of" in sec["ngram"]["split"]
+
+
 def test_tokenize_exits_1_when_every_file_failed(tokdir, tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
