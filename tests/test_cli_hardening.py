@@ -176,6 +176,33 @@ def test_eval_train_data_failures_are_recorded_and_skipped(folder, tokdir, tmp_p
     assert sec["ngram"]["train_utterances"] == 4 and "4 utterances of" in sec["ngram"]["split"]
 
 
+def test_eval_train_units_refuses_bpe_tokens(folder, tokdir, tmp_path, capsys):
+    """--train-units of BPE tokens (written by `tokenize --bpe`) would train the n-gram LM on ids
+    that are not this codebook's: a one-line error, whether the file's job record says so or
+    (without it) its ids go past k; de-duplicated units of the same tokenizer are accepted."""
+    tok = tmp_path / "tok"
+    shutil.copytree(tokdir, tok)
+    dedup = tmp_path / "dedup.jsonl"
+    assert main(["tokenize", "--tokenizer", str(tok), "--out", str(dedup), "--dedup", str(folder), "--no-progress"]) == 0
+    assert main(["bpe", "--tokenizer", str(tok), "--units", str(dedup), "--vocab-size", "24"]) == 0
+    bpe = tmp_path / "bpe.jsonl"
+    assert main(["tokenize", "--tokenizer", str(tok), "--out", str(bpe), "--bpe", str(folder), "--no-progress"]) == 0
+    assert max(int(u.ids.max()) for u in read_jsonl(bpe)) >= 8  # merges: ids past the k = 8 codes
+    common = ["eval", "--tokenizer", str(tok), "--data", str(folder), "--skip", "abx", "robustness", "speed",
+              "alignment", "--no-plots", "--no-progress"]
+    rc, _, err = _cli(capsys, *common, "--train-units", str(bpe), "--out", str(tmp_path / "e1"))
+    assert rc == 2
+    _one_line_error(err, str(bpe), "holds BPE tokens")
+    (tmp_path / "bpe.jsonl.job.json").unlink()  # no job record: the ids past k still tell
+    rc, _, err = _cli(capsys, *common, "--train-units", str(bpe), "--out", str(tmp_path / "e2"))
+    assert rc == 2
+    _one_line_error(err, str(bpe), "holds BPE tokens")
+    rc, _, _ = _cli(capsys, *common, "--train-units", str(dedup), "--out", str(tmp_path / "e3"))
+    assert rc == 0
+    (sec,) = json.loads((tmp_path / "e3" / "metrics.json").read_text())["datasets"][0]["layers"].values()
+    assert sec["ngram"]["train_utterances"] == 4
+
+
 def test_tokenize_exits_1_when_every_file_failed(tokdir, tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
