@@ -183,7 +183,8 @@ def test_eval_train_units_refuses_bpe_tokens(folder, tokdir, tmp_path, capsys):
     tok = tmp_path / "tok"
     shutil.copytree(tokdir, tok)
     dedup = tmp_path / "dedup.jsonl"
-    assert main(["tokenize", "--tokenizer", str(tok), "--out", str(dedup), "--dedup", str(folder), "--no-progress"]) == 0
+    assert main(["tokenize", "--tokenizer", str(tok), "--out", str(dedup), "--dedup", str(folder),
+                 "--no-progress"]) == 0
     assert main(["bpe", "--tokenizer", str(tok), "--units", str(dedup), "--vocab-size", "24"]) == 0
     bpe = tmp_path / "bpe.jsonl"
     assert main(["tokenize", "--tokenizer", str(tok), "--out", str(bpe), "--bpe", str(folder), "--no-progress"]) == 0
@@ -218,7 +219,8 @@ def test_tokenize_exits_1_when_every_file_failed(tokdir, tmp_path, capsys):
     assert sorted(r["id"] for r in _records(tmp_path / "t.errors.jsonl")) == ["a", "b"]
 
 
-@pytest.mark.parametrize("verb", [["tokenize"], ["fit"], ["eval"], ["perturb"], ["corpus", "synth"]])
+@pytest.mark.parametrize("verb", [["tokenize"], ["fit"], ["eval"], ["perturb"], ["corpus", "synth"],
+                                  ["ssl", "targets"], ["ssl", "pretrain"], ["ssl", "ctc"], ["ssl", "spin"]])
 def test_help_states_the_exit_status(verb, capsys):
     with pytest.raises(SystemExit) as e:
         main([*verb, "--help"])

@@ -435,8 +435,10 @@ def test_cli_records_unreadable_inputs_and_exits_1(tmp_path, capsys):
     (root / "wav" / "bad.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
     shutil.copy(root / "wav" / "v0.json", root / "wav" / "bad.json")  # ctc reads aligned ones only
     man = root / "mixed.jsonl"
-    man.write_text(good.read_text() + json.dumps({"id": "bad", "path": "wav/bad.wav", "alignment": "wav/bad.json"}) + "\n")
-    common = ["--steps", "2", "--batch-size", "2", "--crop-seconds", "1", "--warmup", "1", "--no-progress", "--threads", "1"]
+    bad = {"id": "bad", "path": "wav/bad.wav", "alignment": "wav/bad.json"}
+    man.write_text(good.read_text() + json.dumps(bad) + "\n")
+    common = ["--steps", "2", "--batch-size", "2", "--crop-seconds", "1", "--warmup", "1", "--no-progress",
+              "--threads", "1"]
 
     def errors(out: Path) -> list[dict]:
         return [json.loads(line) for line in Path(str(out) + ".errors.jsonl").read_text().splitlines()]
