@@ -144,6 +144,66 @@ def test_any_exception_of_one_file_is_recorded_and_the_batch_goes_on(folder, tok
     assert sorted(r["id"] for r in _records(ev / "errors.jsonl")) == ["crash", "oom"]
 
 
+def test_eval_train_data_failures_are_recorded_and_skipped(folder, tokdir, tmp_path, capsys, monkeypatch):
+    """--train-data: an encoder failure on one training utterance (out of memory, injected) and an
+    undecodable training file cost only themselves, as in the evaluated data: the n-gram LM is
+    trained on the rest, both are listed in errors.jsonl and metrics.json, the exit is 1."""
+    from speechunits.encoders.spectral import SpectralEncoder
+
+    train = tmp_path / "train"
+    shutil.copytree(folder, train)
+    sf.write(train / "oom.wav", speechlike(12345, 8), 16000)
+    (train / "bad.wav").write_bytes(b"RIFF" + bytes(40))
+    real_encode = SpectralEncoder.encode
+
+    def oom_encode(self, waves, *a, **k):
+        if any(len(w) == 12345 for w in waves):
+            raise MemoryError("cannot allocate")
+        return real_encode(self, waves, *a, **k)
+
+    monkeypatch.setattr(SpectralEncoder, "encode", oom_encode)
+    ev = tmp_path / "eval"
+    rc, _, err = _cli(capsys, "eval", "--tokenizer", str(tokdir), "--data", str(folder), "--train-data", str(train),
+                      "--out", str(ev), "--skip", "abx", "robustness", "speed", "--no-plots", "--no-progress")
+    assert rc == 1 and "2 utterance(s) failed" in err
+    reasons = {r["id"]: r["reason"] for r in _records(ev / "errors.jsonl")}
+    assert sorted(reasons) == ["bad", "oom"] and "out of memory while encoding" in reasons["oom"]
+    assert {r["dataset"] for r in _records(ev / "errors.jsonl")} == {"train (--train-data)"}
+    m = json.loads((ev / "metrics.json").read_text())
+    assert m["lm_train_data"]["utterances"] == 4 and len(m["lm_train_data"]["failed"]) == 2
+    assert m["datasets"][0]["data"]["failed"] == []
+    (sec,) = m["datasets"][0]["layers"].values()
+    assert sec["ngram"]["train_utterances"] == 4 and "4 utterances of" in sec["ngram"]["split"]
+
+
+def test_eval_train_units_refuses_bpe_tokens(folder, tokdir, tmp_path, capsys):
+    """--train-units of BPE tokens (written by `tokenize --bpe`) would train the n-gram LM on ids
+    that are not this codebook's: a one-line error, whether the file's job record says so or
+    (without it) its ids go past k; de-duplicated units of the same tokenizer are accepted."""
+    tok = tmp_path / "tok"
+    shutil.copytree(tokdir, tok)
+    dedup = tmp_path / "dedup.jsonl"
+    assert main(["tokenize", "--tokenizer", str(tok), "--out", str(dedup), "--dedup", str(folder),
+                 "--no-progress"]) == 0
+    assert main(["bpe", "--tokenizer", str(tok), "--units", str(dedup), "--vocab-size", "24"]) == 0
+    bpe = tmp_path / "bpe.jsonl"
+    assert main(["tokenize", "--tokenizer", str(tok), "--out", str(bpe), "--bpe", str(folder), "--no-progress"]) == 0
+    assert max(int(u.ids.max()) for u in read_jsonl(bpe)) >= 8  # merges: ids past the k = 8 codes
+    common = ["eval", "--tokenizer", str(tok), "--data", str(folder), "--skip", "abx", "robustness", "speed",
+              "alignment", "--no-plots", "--no-progress"]
+    rc, _, err = _cli(capsys, *common, "--train-units", str(bpe), "--out", str(tmp_path / "e1"))
+    assert rc == 2
+    _one_line_error(err, str(bpe), "holds BPE tokens")
+    (tmp_path / "bpe.jsonl.job.json").unlink()  # no job record: the ids past k still tell
+    rc, _, err = _cli(capsys, *common, "--train-units", str(bpe), "--out", str(tmp_path / "e2"))
+    assert rc == 2
+    _one_line_error(err, str(bpe), "holds BPE tokens")
+    rc, _, _ = _cli(capsys, *common, "--train-units", str(dedup), "--out", str(tmp_path / "e3"))
+    assert rc == 0
+    (sec,) = json.loads((tmp_path / "e3" / "metrics.json").read_text())["datasets"][0]["layers"].values()
+    assert sec["ngram"]["train_utterances"] == 4
+
+
 def test_tokenize_exits_1_when_every_file_failed(tokdir, tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -159,7 +219,8 @@ def test_tokenize_exits_1_when_every_file_failed(tokdir, tmp_path, capsys):
     assert sorted(r["id"] for r in _records(tmp_path / "t.errors.jsonl")) == ["a", "b"]
 
 
-@pytest.mark.parametrize("verb", [["tokenize"], ["fit"], ["eval"], ["perturb"], ["corpus", "synth"]])
+@pytest.mark.parametrize("verb", [["tokenize"], ["fit"], ["eval"], ["perturb"], ["corpus", "synth"],
+                                  ["ssl", "targets"], ["ssl", "pretrain"], ["ssl", "ctc"], ["ssl", "spin"]])
 def test_help_states_the_exit_status(verb, capsys):
     with pytest.raises(SystemExit) as e:
         main([*verb, "--help"])

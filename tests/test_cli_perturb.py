@@ -10,6 +10,7 @@ import soundfile as sf
 from speechunits.audio import load
 from speechunits.audio.perturb import measure_snr
 from speechunits.cli import main
+from unprivileged import restore, run_unprivileged
 
 
 def _speechlike(seed: int, seconds: float = 1.5) -> np.ndarray:
@@ -75,3 +76,30 @@ def test_loud_noise_is_scaled_not_clipped_and_bad_files_are_recorded(tmp_path, c
     y, _ = sf.read(out / "white_-10dB" / "u0.wav")
     assert 0.95 < np.abs(y).max() <= 1.0  # scaled to just under full scale, no clipped run
     assert np.mean(np.abs(y) >= 0.999) < 1e-3
+
+
+def test_unreadable_sub_folder_is_recorded_with_its_own_reason(tmp_path):
+    """A folder scan's unreadable sub-folder is a failed entry "permission denied", not a file
+    that "is a directory"; the readable files are done, babble never picks it, the exit is 1."""
+    root = tmp_path / "data"
+    for i, sub in enumerate(["a", "b", "c", "d", "locked/x"]):
+        (root / sub).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(root / f"{sub}.wav", _speechlike(i, 0.5), 16000, subtype="PCM_16")
+    (root / "locked").chmod(0)
+    out = tmp_path / "pert"
+    code = (
+        "from speechunits.cli import main\n"
+        f"print(main(['perturb', '--data', {str(root)!r}, '--distortion', 'white_10dB', 'babble_5dB', "
+        f"'--out', {str(out)!r}]))\n"
+    )
+    try:
+        rc = run_unprivileged(code, tmp_path).strip().splitlines()[-1]
+    finally:
+        restore(tmp_path)
+    assert rc == "1"
+    for name in ("white_10dB", "babble_5dB"):
+        done = [json.loads(line)["id"] for line in (out / f"{name}.jsonl").read_text().splitlines()]
+        assert done == ["a", "b", "c", "d"]
+        errors = [json.loads(line) for line in (out / f"{name}.errors.jsonl").read_text().splitlines()]
+        assert errors == [{"id": "locked/", "path": str(root / "locked"),
+                           "reason": f"{root / 'locked'}: permission denied"}]

@@ -418,3 +418,52 @@ def test_cli_targets_pretrain_spin(corpus, tmp_path, capsys):
     assert json.loads((tmp_path / "sh" / "encoder" / "speechunits_training.json").read_text())["k"] == 8
     assert main(["ssl", "pretrain", str(corpus), "--targets", str(tmp_path / "missing.jsonl"), "--out",
                  str(tmp_path / "x"), "--preset", "tiny", *common]) == 2
+
+
+def test_cli_records_unreadable_inputs_and_exits_1(tmp_path, capsys):
+    """An unreadable file costs only itself: targets, pretrain, ctc and spin use the rest, list it
+    with its reason in <out>.errors.jsonl and exit 1; a manifest of unreadable files only is
+    recorded too (exit 1); a clean rerun removes the stale list."""
+    if not has_kmeans():
+        pytest.skip("speechunits.quantizers.KMeans is not available yet")
+    import shutil
+
+    from speechunits.cli import main
+
+    good = vowel_corpus(tmp_path / "c", n=6, seconds=2.0)
+    root = good.parent
+    (root / "wav" / "bad.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    shutil.copy(root / "wav" / "v0.json", root / "wav" / "bad.json")  # ctc reads aligned ones only
+    man = root / "mixed.jsonl"
+    bad = {"id": "bad", "path": "wav/bad.wav", "alignment": "wav/bad.json"}
+    man.write_text(good.read_text() + json.dumps(bad) + "\n")
+    common = ["--steps", "2", "--batch-size", "2", "--crop-seconds", "1", "--warmup", "1", "--no-progress",
+              "--threads", "1"]
+
+    def errors(out: Path) -> list[dict]:
+        return [json.loads(line) for line in Path(str(out) + ".errors.jsonl").read_text().splitlines()]
+
+    t = tmp_path / "t.jsonl"
+    assert main(["ssl", "targets", str(man), "--out", str(t), "--k", "10", "--no-progress"]) == 1
+    assert len(read_targets(t)[0]) == 6  # every good file done
+    (e,) = errors(t)
+    assert e["id"] == "bad" and e["path"] == str(root / "wav" / "bad.wav") and "bad.wav" in e["reason"]
+    assert "1 input(s) could not be read" in capsys.readouterr().err
+    runs = {"pretrain": ["ssl", "pretrain", str(man), "--targets", str(t), "--preset", "tiny"]}
+    runs["ctc"] = ["ssl", "ctc", str(man), "--encoder", str(tmp_path / "pretrain" / "encoder")]
+    runs["spin"] = ["ssl", "spin", str(man), "--encoder", str(tmp_path / "pretrain" / "encoder"), "--codebooks", "8"]
+    for name, argv in runs.items():
+        out = tmp_path / name
+        assert main([*argv, "--out", str(out), *common]) == 1, name
+        assert (out / "encoder" / "config.json").is_file(), name  # the run finished on the good files
+        assert [x["id"] for x in errors(out)] == ["bad"], name
+    capsys.readouterr()
+
+    assert main(["ssl", "targets", str(good), "--out", str(t), "--k", "10", "--no-progress"]) == 0
+    assert not Path(str(t) + ".errors.jsonl").exists()  # no stale list after a clean rerun
+
+    only_bad = root / "bad.jsonl"
+    only_bad.write_text(json.dumps({"id": "bad", "path": "wav/bad.wav"}) + "\n")
+    assert main(["ssl", "targets", str(only_bad), "--out", str(tmp_path / "b.jsonl"), "--no-progress"]) == 1
+    assert [x["id"] for x in errors(tmp_path / "b.jsonl")] == ["bad"]
+    assert "no usable audio" in capsys.readouterr().err

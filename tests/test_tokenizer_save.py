@@ -98,3 +98,38 @@ def test_saving_over_a_folder_that_is_not_a_tokenizer_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     tok.save_pretrained(tmp_path / "empty")  # an empty folder is fine
     assert Tokenizer.from_pretrained(tmp_path / "empty").vocab_sizes == [4]
+
+
+def test_bpe_keeps_the_files_a_user_put_in_the_tokenizer_folder(tmp_path):
+    """`speechunits bpe` re-saves the folder whole; a model card and a licence put there stay
+    (byte for byte, same mode), while hidden files, links and our own files that the new save
+    does not write (a re-fit without BPE) are not carried over."""
+    import soundfile as sf
+
+    from speechunits.cli import main
+
+    d = tmp_path / "tok"
+    fit_tokenizer(load_encoder("mfcc"), _waves(), layers=[0], k=4, seed=0, n_init=1).save_pretrained(d)
+    (d / "README.md").write_text("# my tokenizer\nmodel card\n")
+    (d / "LICENSE-whisper.txt").write_bytes(b"MIT License\n\x00\xff")
+    os.chmod(d / "LICENSE-whisper.txt", 0o640)
+    (d / ".notes").write_text("hidden")
+    (d / "card-link.md").symlink_to(d / "README.md")
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i, w in enumerate(_waves()):
+        sf.write(audio / f"u{i}.wav", w, 16000)
+    units = tmp_path / "units.jsonl"
+    assert main(["tokenize", "--tokenizer", str(d), "--out", str(units), str(audio), "--no-progress"]) == 0
+    assert main(["bpe", "--tokenizer", str(d), "--units", str(units), "--vocab-size", "8"]) == 0
+    assert (d / "README.md").read_text() == "# my tokenizer\nmodel card\n"
+    assert (d / "LICENSE-whisper.txt").read_bytes() == b"MIT License\n\x00\xff"
+    assert (d / "LICENSE-whisper.txt").stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in d.iterdir()) == ["LICENSE-whisper.txt", "README.md", "bpe_config.json",
+                                                   "config.json", "quantizer.safetensors", "tokenizer.json"]
+    assert Tokenizer.from_pretrained(d).bpe.vocab_size == 8
+    # a re-fit without BPE: the user's files stay, the old BPE files go
+    fit_tokenizer(load_encoder("mfcc"), _waves(), layers=[0], k=5, seed=0, n_init=1).save_pretrained(d)
+    assert sorted(p.name for p in d.iterdir()) == ["LICENSE-whisper.txt", "README.md", "config.json",
+                                                   "quantizer.safetensors"]
+    assert Tokenizer.from_pretrained(d).bpe is None

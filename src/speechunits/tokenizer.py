@@ -49,6 +49,7 @@ from speechunits.encoders.hf import check_device
 from speechunits.encoders.whisper import WhisperEncoder
 from speechunits.quantizers.checkpoint import CheckpointError
 from speechunits.tokenizer_config import (
+    BPE_FILES,
     CONFIG_FILE,
     ENCODER_DIR,
     FORMAT_VERSION,
@@ -229,7 +230,9 @@ class Tokenizer:
         The directory is written beside ``directory`` and swapped in whole
         (:func:`~speechunits.data.atomic.replace_dir`): re-fitting into an existing tokenizer leaves
         nothing of the old one (no stale ``encoder/``), and a save killed half-way leaves the old
-        one intact. An existing non-empty folder that is not a tokenizer is never replaced.
+        one intact. Top-level files a user or recipe added (a model card ``README.md``, a licence)
+        are carried over: regular files only, not hidden ones, links or names the tokenizer owns.
+        An existing non-empty folder that is not a tokenizer is never replaced.
         """
         d = Path(directory)
         _check_replaceable(d)
@@ -238,6 +241,7 @@ class Tokenizer:
         try:
             os.chmod(tmp, DIR_MODE)  # mkdtemp makes it 0700
             self._write(tmp, store_encoder)
+            _carry_extra_files(d, tmp)
             replace_dir(tmp, d)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -360,6 +364,24 @@ class Tokenizer:
         if "k" in cfg and cfg["k"] != k:
             raise TokenizerError(f"{cfg_path}: field 'k' is {cfg['k']!r}; expected {k}, the codebook size in {QUANTIZER_FILE}")
         return tok
+
+
+# Names a saved tokenizer owns: a save decides them (an old tokenizer.json must not outlive a
+# re-fit without BPE); any other top-level file belongs to whoever put it there.
+_OWN_NAMES = frozenset({CONFIG_FILE, QUANTIZER_FILE, ENCODER_DIR, *BPE_FILES})
+
+
+def _carry_extra_files(old: Path, new: Path) -> None:
+    """Copy ``old``'s unknown top-level regular files (not hidden, not symbolic links) into
+    ``new``, so re-saving a tokenizer keeps its model card and licence files."""
+    if not old.is_dir():
+        return
+    with os.scandir(old) as it:
+        extra = [e for e in it if not e.name.startswith(".") and e.name not in _OWN_NAMES
+                 and e.is_file(follow_symlinks=False)]
+    for e in extra:
+        if not (new / e.name).exists():
+            shutil.copy2(e.path, new / e.name, follow_symlinks=False)
 
 
 def _check_replaceable(d: Path) -> None:

@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "features, 4-gram perplexity, unit edit distance under seeded distortions, latency and RTF offline "
         "and streaming. Several --data are evaluated side by side (domain transfer). Metrics whose inputs "
         "are missing are skipped with the reason. Utterances that fail (undecodable audio, a broken "
-        "alignment, an encoder error) are left out and listed with their reason in OUT/errors.jsonl (and "
-        "metrics.json); silent or clipped audio is kept and listed in OUT/warnings.jsonl. "
+        "alignment, an encoder error), in --data or --train-data, are left out and listed with their reason "
+        "in OUT/errors.jsonl (and metrics.json); silent or clipped audio is kept and listed in OUT/warnings.jsonl. "
         "Definitions: docs/evaluation.md.",
         epilog="exit status: 0 every utterance evaluated; 1 some failed and were left out (see "
         "OUT/errors.jsonl); 2 usage or user error.",
@@ -107,8 +107,11 @@ def run_eval(args: argparse.Namespace) -> int:
         shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
         print(f"{row['dataset']} layer {row['layer']}: {json.dumps(shown)}")
     print(f"wrote {Path(args.out) / 'metrics.json'}, report.md, report.html")
-    failed = [{"dataset": d["data"]["name"], **f} for d in m["datasets"] for f in d["data"].get("failed", [])]
-    warned = [{"dataset": d["data"]["name"], **w} for d in m["datasets"] for w in d["data"].get("warnings", [])]
+    data = [(d["data"]["name"], d["data"]) for d in m["datasets"]]
+    if m.get("lm_train_data"):  # --train-data: its failures count as the evaluated data's do
+        data.append((f"{m['lm_train_data']['name']} (--train-data)", m["lm_train_data"]))
+    failed = [{"dataset": n, **f} for n, d in data for f in d.get("failed", [])]
+    warned = [{"dataset": n, **w} for n, d in data for w in d.get("warnings", [])]
     out = Path(args.out)
     write_records(out / "errors.jsonl", failed)
     write_records(out / "warnings.jsonl", warned)

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import soundfile as sf
 
-    from speechunits.audio import load
+    from speechunits.audio import AudioError, load
     from speechunits.data import atomic
     from speechunits.data.loader import describe_failure
     from speechunits.data.manifest import Utterance, read_manifest, write_jsonl
@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     @lru_cache(maxsize=8)  # the utterance and its babble talkers; never the whole dataset in RAM
     def wave(i: int) -> np.ndarray:
+        if utts[i].error is not None:  # a folder the scan could not list: its own reason, not "a directory"
+            raise AudioError(utts[i].path, utts[i].error)
         return load(utts[i].path)
 
     failed = 0
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 if not target.exists():
                     sources = []
                     if d.kind == "noise" and d.params["kind"] == "babble":
-                        others = [j for j in range(len(utts)) if j != i]
+                        others = [j for j in range(len(utts)) if j != i and utts[j].error is None]
                         pick = np.random.default_rng(seed).permutation(others)[:BABBLE_TALKERS]
                         sources = [wave(int(j)) for j in pick]
                     y = d.apply(wave(i), seed, sources)

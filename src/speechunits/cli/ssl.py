@@ -15,9 +15,13 @@ starts over); ``--stop-at N`` checkpoints at step N and exits, to split a run in
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from speechunits.cli._common import add_device
+
+_EXIT = ("exit status: 0 every input used; 1 some inputs could not be read and were left out (listed with "
+         "the reason in <out>.errors.jsonl beside --out); 2 usage or user error.")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="ssl_command", metavar="SUBCOMMAND", required=True)
 
     t = sub.add_parser("targets", help="frame targets: k-means of MFCC / a hidden layer, or Spin units",
-                       description="Write per-utterance cluster targets (units JSONL + config sidecar).")
+                       description="Write per-utterance cluster targets (units JSONL + config sidecar).",
+                       epilog=_EXIT)
     t.add_argument("manifests", nargs="+", help="manifests (.jsonl, .tsv, folder, LibriSpeech tree)")
     t.add_argument("--out", required=True, help="targets file to write (.jsonl)")
     src = t.add_mutually_exclusive_group()
@@ -40,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(t)
     t.set_defaults(func=_targets)
 
-    r = sub.add_parser("pretrain", help="HuBERT masked-prediction pre-training (resumable)")
+    r = sub.add_parser("pretrain", help="HuBERT masked-prediction pre-training (resumable)", epilog=_EXIT)
     r.add_argument("manifests", nargs="+", help="training manifests")
     r.add_argument("--targets", nargs="+", required=True, help="targets file(s) covering the manifests")
     r.add_argument("--out", required=True, help="run folder (encoder/, head, checkpoint/, loss curve)")
@@ -66,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _training(r, steps=2000, lr=5e-4, weight_decay=0.01, warmup=0.08, crop=3.0)
     r.set_defaults(func=_pretrain)
 
-    s = sub.add_parser("spin", help="Spin / DC-Spin: speaker-invariant codebooks (resumable)")
+    s = sub.add_parser("spin", help="Spin / DC-Spin: speaker-invariant codebooks (resumable)", epilog=_EXIT)
     s.add_argument("manifests", nargs="+", help="training manifests")
     s.add_argument("--encoder", required=True,
                    help="encoder folder (ours, a HF HuBERT/WavLM checkpoint) or a Whisper (whisper-tiny.en, any format)")
@@ -87,7 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _training(s, steps=1000, lr=1e-4, weight_decay=1e-6, warmup=0.1, crop=3.0)
     s.set_defaults(func=_spin)
 
-    c = sub.add_parser("ctc", help="CTC fine-tuning on phones or characters from alignments (resumable)")
+    c = sub.add_parser("ctc", help="CTC fine-tuning on phones or characters from alignments (resumable)",
+                       epilog=_EXIT)
     c.add_argument("manifests", nargs="+", help="training manifests (with alignments)")
     c.add_argument("--encoder", required=True, help="encoder folder to fine-tune")
     c.add_argument("--out", required=True, help="run folder (encoder/, ctc head, checkpoint/, loss curve)")
@@ -139,10 +145,32 @@ def _train_kwargs(args: argparse.Namespace) -> dict:
                 device=args.device, max_utterances=args.max_utterances, stop_at=args.stop_at)
 
 
-def _run(fn) -> int:
-    # Bad manifests, targets, options (ValueError, OSError) reach cli.main, which prints the one
-    # line `speechunits: error: ...` and exits 2 like every other verb.
-    return fn()
+def _run(fn, out) -> int:
+    """Run ``fn`` (it returns the unreadable inputs it left out), record those in
+    ``<out>.errors.jsonl`` and exit 1 if there are any, as tokenize and fit do.
+
+    Bad manifests, targets, options (ValueError, OSError) reach cli.main, which prints the one
+    line `speechunits: error: ...` and exits 2 like every other verb.
+    """
+    from speechunits.batch import errors_path, write_records
+    from speechunits.encoders.pretrain.data import NoUsableAudioError
+
+    path = errors_path(out)
+    try:
+        failed = fn()
+    except NoUsableAudioError as e:
+        if not e.failed:  # nothing unreadable: every utterance too short, the user's data
+            raise
+        write_records(path, e.failed)
+        print(f"speechunits: error: {e}; reasons in {path}", file=sys.stderr)
+        return 1  # every input failed, each recorded: an input failure, not a usage error
+    write_records(path, failed)  # a clean rerun removes a stale list
+    if failed:
+        print(f"{len(failed)} input(s) could not be read and were left out: see {path}", file=sys.stderr)
+        for f in failed[:20]:
+            print(f"  {f['id']}: {f['reason']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _report(kind: str, out, history: list[dict], done_dir) -> None:
@@ -157,7 +185,7 @@ def _report(kind: str, out, history: list[dict], done_dir) -> None:
 
 
 def _targets(args: argparse.Namespace) -> int:
-    def go() -> int:
+    def go() -> list[dict]:
         _setup(args)
         from speechunits.encoders.pretrain import fit_targets, quantize_targets
 
@@ -173,13 +201,13 @@ def _targets(args: argparse.Namespace) -> int:
         scores = ", ".join(f"{a}: {b:.3f}" for a, b in r.layer_scores.items())
         extra = f"; PNMI by layer {scores}" if scores else ""
         print(f"targets: {r.path} (k={r.k}, layer {r.layer}, {r.frames} frames){extra}")
-        return 0
+        return r.failed
 
-    return _run(go)
+    return _run(go, Path(args.out))
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    def go() -> int:
+    def go() -> list[dict]:
         _setup(args)
         from speechunits.encoders.pretrain import pretrain_hubert
 
@@ -189,13 +217,13 @@ def _pretrain(args: argparse.Namespace) -> int:
                             model_overrides=_model_overrides(args),
                             **_train_kwargs(args))
         _report("pretrain", args.out, r.history, r.encoder_dir)
-        return 0
+        return r.failed
 
-    return _run(go)
+    return _run(go, Path(args.out))
 
 
 def _spin(args: argparse.Namespace) -> int:
-    def go() -> int:
+    def go() -> list[dict]:
         _setup(args)
         from speechunits.quantizers.dcspin import train_spin
 
@@ -208,9 +236,9 @@ def _spin(args: argparse.Namespace) -> int:
         if r.encoder_dir is not None:
             print(f"quantizer: {args.out}/quantizer (primary codebook, k={args.codebooks[0]})")
             print(f"tokenizer: {_save_spin_tokenizer(args.out)} (speechunits tokenize / eval --tokenizer)")
-        return 0
+        return r.failed
 
-    return _run(go)
+    return _run(go, Path(args.out))
 
 
 def _model_overrides(args: argparse.Namespace) -> dict | None:
@@ -240,13 +268,13 @@ def _save_spin_tokenizer(run_dir: str) -> Path:
 
 
 def _ctc(args: argparse.Namespace) -> int:
-    def go() -> int:
+    def go() -> list[dict]:
         _setup(args)
         from speechunits.encoders.pretrain import ctc_finetune
 
         r = ctc_finetune(args.encoder, args.manifests, args.out, tier=args.tier,
                          trainable_layers=args.trainable_layers, **_train_kwargs(args))
         _report(f"ctc ({args.tier}, {len(r.vocab)} labels)", args.out, r.history, r.encoder_dir)
-        return 0
+        return r.failed
 
-    return _run(go)
+    return _run(go, Path(args.out))

@@ -208,7 +208,10 @@ def read_training_units(path: str | os.PathLike, tokenizer: Any) -> list[np.ndar
     """Frame or de-duplicated ids from a unit file (``.jsonl``, ``.parquet``, ``.km``) written by
     ``speechunits tokenize`` with ``tokenizer``; refuses units of another tokenizer or BPE tokens
     (their ids would not be this codebook's)."""
+    import json
+
     from speechunits.tokens import read_config, read_jsonl, read_km, read_parquet
+    from speechunits.tokens.io import job_path
 
     readers = {".jsonl": read_jsonl, ".parquet": read_parquet, ".km": read_km}
     p = Path(path)
@@ -220,7 +223,18 @@ def read_training_units(path: str | os.PathLike, tokenizer: Any) -> list[np.ndar
             raise ValueError(f"{p}: units were made by another tokenizer ({key} differs from "
                              f"{mine['encoder'].get('name')} k={mine['k']}); the n-gram LM must be trained on "
                              "this tokenizer's units")
+    refuse = f"{p}: holds BPE tokens; give frame-level or de-duplicated units"
+    # Units read back from a file carry no "bpe" mark: `tokenize` records the option in the job
+    # record beside the file, and ids at or past k can only be BPE tokens (the reader has
+    # already refused them unless the config has a BPE).
+    try:
+        job = json.loads(job_path(p).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        job = None  # written by the API, or the record is gone: the ids below still tell
+    if isinstance(job, dict) and job.get("bpe"):
+        raise ValueError(refuse)
     units = readers[p.suffix](p)
-    if any(u.provenance.get("bpe") for u in units):
-        raise ValueError(f"{p}: holds BPE tokens; give frame-level or de-duplicated units")
+    ks = mine["k"] if isinstance(mine["k"], list) else [mine["k"]]
+    if any(u.ids.size and int(u.ids.max()) >= max(ks) for u in units):
+        raise ValueError(refuse)
     return [u.ids for u in units]

@@ -100,7 +100,7 @@ def evaluate(
     cfg = replace(cfg, abx=replace(cfg.abx, seed=cfg.seed))  # one seed for everything
     distortions = [parse_distortion(d) for d in cfg.distortions]
     out = Path(out)
-    lm_train, lm_desc = _lm_training_units(tokenizer, cfg)
+    lm_train, lm_desc, lm_data = _lm_training_units(tokenizer, cfg)
     datasets: list[dict[str, Any]] = []
     for src in data:
         ds = src if isinstance(src, EvalData) else None
@@ -124,6 +124,8 @@ def evaluate(
         "settings": cfg.to_dict(),
         "notes": [n for n in (plots_unavailable() if cfg.plots else "plots disabled (--no-plots)",) if n],
         "datasets": datasets,
+        # --train-data: what the n-gram LM was trained on, with the utterances left out (and why)
+        "lm_train_data": None if lm_data is None else lm_data.summary(),
         "summary": [dict(dataset=d["data"]["name"], layer=int(layer), **headline(sec, d.get("speed")))
                     for d in datasets for layer, sec in d["layers"].items()],
     }
@@ -304,20 +306,27 @@ def _centroids(tok: Any, layer: int) -> np.ndarray | None:
     return qs[layer].centroids.detach().float().cpu().numpy()
 
 
-def _lm_training_units(tok: Any, cfg: EvalConfig) -> tuple[list[np.ndarray] | None, str]:
+def _lm_training_units(tok: Any, cfg: EvalConfig) -> tuple[list[np.ndarray] | None, str, EvalData | None]:
     """Units the n-gram LM is trained on, from ``train_units`` (a unit file of this tokenizer) or
-    ``train_data`` (audio, tokenized here); (None, "") when neither is given."""
+    ``train_data`` (audio, tokenized here; returned too, with its failed utterances); (None, "",
+    None) when neither is given."""
     if cfg.train_units and cfg.train_data:
         raise ValueError("give --train-units or --train-data, not both")
     if cfg.train_units:
         from .dataset import read_training_units
 
-        return read_training_units(cfg.train_units, tok), f"trained on the units in {cfg.train_units}"
+        return read_training_units(cfg.train_units, tok), f"trained on the units in {cfg.train_units}", None
     if cfg.train_data:
         ds = load_dataset(cfg.train_data, alignments="none", progress=cfg.progress)
-        units, _ = tokenize_with_features(tok, ds.waves, [False] * ds.num_utterances, progress=cfg.progress)
-        return units, f"trained on {ds.num_utterances} utterances of {cfg.train_data}"
-    return None, ""
+        failures: dict[int, str] = {}
+        units, _ = tokenize_with_features(tok, ds.waves, [False] * ds.num_utterances, progress=cfg.progress,
+                                          failures=failures)
+        ds.drop(failures)  # an encoder failure costs that utterance only, recorded as for evaluated data
+        if not units:
+            raise ValueError(f"{cfg.train_data}: no usable utterance to train the n-gram LM on "
+                             f"({len(ds.failed)} failed)")
+        return units, f"trained on {ds.num_utterances} utterances of {cfg.train_data}", ds
+    return None, "", None
 
 
 HEADLINE: tuple[tuple[str, str, bool], ...] = (

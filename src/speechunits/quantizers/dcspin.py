@@ -57,6 +57,7 @@ class SpinResult:
     encoder_dir: Path | None  # None when stopped early (``stop_at``): run again to continue
     history: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    failed: list[dict] = field(default_factory=list)  # unreadable inputs, ``{"id", "path", "reason"}``
 
 
 def perturbed_view(raw: np.ndarray, seed: int) -> np.ndarray:
@@ -185,7 +186,7 @@ def train_spin(
              batch_size, crop_seconds)
     history = trainer.run(resume=resume, stop_at=stop_at)
     if not trainer.finished:
-        return SpinResult(out, None, history, run_cfg)
+        return SpinResult(out, None, history, run_cfg, audio.failed)
 
     backbone.train_mode(False)
     heads.eval()
@@ -199,7 +200,7 @@ def train_spin(
     heads.primary.quantizer(top, info=q_info).save_pretrained(out / "quantizer")
     _save_heads(heads, out, info)
     atomic_write_text(out / "train_config.json", json.dumps(info, indent=2) + "\n")
-    return SpinResult(out, enc_dir, history, info)
+    return SpinResult(out, enc_dir, history, info, audio.failed)
 
 
 def _save_heads(heads: SpinHeads, out: Path, info: dict) -> None:

@@ -48,6 +48,7 @@ class CTCResult:
     head_path: Path | None
     vocab: list[str]
     history: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # unreadable inputs, ``{"id", "path", "reason"}``
 
 
 def label_events(alignment, tier: str, skip=SKIP_LABELS) -> list[tuple[float, str]]:
@@ -140,7 +141,7 @@ def ctc_finetune(
                       seed=seed, checkpoint_every=checkpoint_every, progress=progress, desc=f"ctc-{tier}", config=run_cfg)
     history = trainer.run(resume=resume, stop_at=stop_at)
     if not trainer.finished:
-        return CTCResult(out, None, None, vocab, history)
+        return CTCResult(out, None, None, vocab, history, audio.failed)
 
     set_train_mode(model, trainable, False)
     info = {**run_cfg, "seed": seed, "steps": steps, "data": audio.summary(), "hop": HOP,
@@ -151,4 +152,4 @@ def ctc_finetune(
     os.replace(out / ".ctc_head.tmp", head_path)
     atomic_write_text(out / "ctc_vocab.json", json.dumps({"blank": 0, "tier": tier, "labels": vocab}, indent=2) + "\n")
     atomic_write_text(out / "train_config.json", json.dumps(info, indent=2) + "\n")
-    return CTCResult(out, enc_dir, head_path, vocab, history)
+    return CTCResult(out, enc_dir, head_path, vocab, history, audio.failed)

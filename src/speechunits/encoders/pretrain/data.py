@@ -1,8 +1,9 @@
 """Training audio in memory, and seeded, frame-aligned random crops for every step.
 
 :func:`load_audio_set` reads one or more manifests (JSONL, ``.tsv``, a folder, a LibriSpeech
-tree) into float32 16 kHz arrays; a file that cannot be decoded is logged and skipped, the rest
-load. One hour of audio takes about 230 MB.
+tree) into float32 16 kHz arrays; a file that cannot be decoded is skipped and recorded in
+``AudioSet.failed`` (id, path, reason: the CLI writes them to an errors file and exits 1), the
+rest load. One hour of audio takes about 230 MB.
 
 :class:`CropSampler` gives the batch of step ``s`` as a pure function of ``(seed, s)``: the
 utterances come from a per-epoch permutation, crops start on a multiple of the 320-sample hop, so
@@ -45,6 +46,9 @@ class AudioSet:
     skipped: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     stats: list[tuple[float, float]] = field(default_factory=list)
+    # files that could not be loaded, ``{"id", "path", "reason"}`` each (not the too-short ones,
+    # which are left out by design and only counted in ``skipped``)
+    failed: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.stats:
@@ -74,7 +78,15 @@ class AudioSet:
 
     def summary(self) -> dict:
         return {"manifests": self.sources, "utterances": len(self), "hours": round(self.seconds() / 3600, 4),
-                "skipped": len(self.skipped)}
+                "skipped": len(self.skipped), "failed": len(self.failed)}
+
+
+class NoUsableAudioError(ValueError):
+    """No utterance could be used; ``failed`` holds the unreadable ones (to record them)."""
+
+    def __init__(self, message: str, failed: list[dict]) -> None:
+        super().__init__(message)
+        self.failed = failed
 
 
 def _mean_std(w: np.ndarray) -> tuple[float, float]:
@@ -135,11 +147,12 @@ def load_audio_set(
     if not utts:
         raise ValueError(f"no utterances in {', '.join(map(str, as_list(manifests)))}"
                          + (" with alignments" if require_alignment else ""))
-    ids, waves, kept, skipped = [], [], [], []
+    ids, waves, kept, skipped, failed = [], [], [], [], []
     for item in tqdm(iter_audio(utts), total=len(utts), desc="load audio", disable=not progress, dynamic_ncols=True):
         if item.wave is None:
             log.warning("skipping %s", item.error)
             skipped.append(item.error or item.utt.id)
+            failed.append({"id": item.utt.id, "path": str(item.utt.path), "reason": item.error or "unreadable"})
         elif len(item.wave) < max(WINDOW, int(min_seconds * 16000)):
             skipped.append(f"{item.utt.path}: shorter than {min_seconds} s")
         else:
@@ -147,10 +160,11 @@ def load_audio_set(
             waves.append(np.ascontiguousarray(item.wave, dtype=np.float32))
             kept.append(item.utt)
     if not waves:
-        raise ValueError(f"no usable audio in {', '.join(map(str, as_list(manifests)))} ({len(skipped)} skipped)")
+        raise NoUsableAudioError(f"no usable audio in {', '.join(map(str, as_list(manifests)))} "
+                                 f"({len(skipped)} skipped, {len(failed)} of them unreadable)", failed)
     if skipped:
         log.warning("%d of %d utterances skipped (unreadable or too short)", len(skipped), len(utts))
-    return AudioSet(ids, waves, kept, skipped, [str(m) for m in as_list(manifests)])
+    return AudioSet(ids, waves, kept, skipped, [str(m) for m in as_list(manifests)], failed=failed)
 
 
 @dataclass(frozen=True)

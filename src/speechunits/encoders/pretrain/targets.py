@@ -47,6 +47,7 @@ class TargetsResult:
     layer_scores: dict[int, float] = field(default_factory=dict)  # PNMI per candidate layer
     frames: int = 0
     baseline_pnmi: float | None = None  # ``baseline`` encoder's PNMI on the same aligned audio
+    failed: list[dict] = field(default_factory=list)  # unreadable inputs, ``{"id", "path", "reason"}``
 
 
 def _encoder(spec, device):
@@ -194,7 +195,7 @@ def fit_targets(
     if baseline is not None:
         base = choose_layer(_encoder(baseline, device), audio, k=k, seed=seed, max_seconds=select_seconds,
                             progress=progress)[1][0]
-    return TargetsResult(out_path, int(k), int(layer), scores, sum(len(u) for u in units), base)
+    return TargetsResult(out_path, int(k), int(layer), scores, sum(len(u) for u in units), base, audio.failed)
 
 
 def quantize_targets(
@@ -220,7 +221,8 @@ def quantize_targets(
               "layer": layers[0], "layer_selection": "quantizer", "encoder": enc.config(),
               "quantizer": quantizer.config(), "data": audio.summary(), **(info or {})}
     write_jsonl(Path(out_path), units, config)
-    return TargetsResult(Path(out_path), int(quantizer.ks[0]), layers[0], {}, sum(len(u) for u in units))
+    return TargetsResult(Path(out_path), int(quantizer.ks[0]), layers[0], {}, sum(len(u) for u in units),
+                         failed=audio.failed)
 
 
 def _save_codebook(km, path: Path) -> None:

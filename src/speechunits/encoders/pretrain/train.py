@@ -62,6 +62,7 @@ class PretrainResult:
     head_path: Path | None
     history: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    failed: list[dict] = field(default_factory=list)  # unreadable inputs, ``{"id", "path", "reason"}``
 
     @property
     def complete(self) -> bool:
@@ -214,7 +215,7 @@ def pretrain_hubert(
              audio.seconds() / 3600, steps, batch_size, crop_seconds)
     history = trainer.run(resume=resume, stop_at=stop_at)
     if not trainer.finished:
-        return PretrainResult(out, None, None, history, run_cfg)
+        return PretrainResult(out, None, None, history, run_cfg, audio.failed)
 
     model.eval()
     info = {**run_cfg, "seed": seed, "steps": steps, "data": audio.summary(),
@@ -224,7 +225,7 @@ def pretrain_hubert(
     enc_dir = save_encoder(model, out / "encoder", extra=info)
     head_path = save_head(head, out)
     atomic_write_text(out / "train_config.json", json.dumps(info, indent=2) + "\n")
-    return PretrainResult(out, enc_dir, head_path, history, info)
+    return PretrainResult(out, enc_dir, head_path, history, info, audio.failed)
 
 
 def save_head(head: PretrainHead, out: Path) -> Path:
