@@ -80,3 +80,11 @@ def test_dcspin_on_whisper_trains_and_writes_a_tokenizer(tmp_path):
     tok = Tokenizer.from_pretrained(_save_spin_tokenizer(str(tmp_path / "run")))
     units = tok.encode(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
     assert units.ids.shape == (50,) and units.ids.max() < 16
+
+
+def test_ctc_on_whisper_is_a_clear_error(tmp_path):
+    from speechunits.encoders.pretrain import ctc_finetune
+
+    enc_dir = _tiny(4).save_encoder_dir(tmp_path / "whisper", dtype=torch.float32)
+    with pytest.raises(ValueError, match="not supported yet"):
+        ctc_finetune(enc_dir, tmp_path / "none.jsonl", tmp_path / "out", tier="phones", progress=False)

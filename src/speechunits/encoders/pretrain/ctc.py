@@ -95,6 +95,9 @@ def ctc_finetune(
     dev = check_device(device)
     out = Path(out_dir)
     enc = load_encoder(str(encoder_dir))
+    if not hasattr(getattr(enc.model, "encoder", None), "layers"):
+        raise ValueError(f"{encoder_dir}: CTC fine-tuning runs on transformers SSL encoders (HuBERT, WavLM, "
+                         f"wav2vec 2.0, ours); {type(enc).__name__} is not supported yet")
     model = enc.model
     n_layers = len(model.encoder.layers)
     trainable = n_layers if trainable_layers is None else int(trainable_layers)
