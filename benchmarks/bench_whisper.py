@@ -94,7 +94,7 @@ def main() -> None:
     if not isinstance(enc, WhisperEncoder):
         raise SystemExit(f"{args.tokenizer}: not a Whisper tokenizer")
     layer = tok.layers[0]
-    centroids = tok.quantizer.quantizers[0].centroids.numpy().astype(np.float32)
+    centroids = tok.quantizer.quantizers[layer].centroids.numpy().astype(np.float32)
     utts = pick_files(Path(args.data), args.minutes)
     waves = [load(u.path) for u in utts]
     seconds = sum(len(w) for w in waves) / 16000
