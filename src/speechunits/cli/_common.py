@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from speechunits.data.manifest import (AUDIO_SUFFIXES, ManifestError, Utterance, check_unique_ids, input_missing_reason,
@@ -50,6 +51,16 @@ def add_device(p: argparse.ArgumentParser) -> None:
     # Checked once for every verb in cli.main before anything is loaded (a misspelt name, or
     # cuda on a machine without it, is a usage error on the MFCC path as on the others).
     p.add_argument("--device", default="cpu", help="torch device for the models: cpu (default), cuda, cuda:1 ...")
+
+
+def print_failures(headline: str, failed: list[dict], *, key: str | None = None) -> int:
+    """Print ``headline`` and the first 20 failures (``key``: a field shown before the id) on
+    stderr; return 1, the exit status of a batch verb whose inputs failed."""
+    print(headline, file=sys.stderr)
+    for f in failed[:20]:
+        where = f"{f[key]} " if key else ""
+        print(f"  {where}{f['id']}: {f['reason']}", file=sys.stderr)
+    return 1
 
 
 def _int_at_least(minimum: int, words: str):

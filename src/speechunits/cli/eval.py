@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from speechunits.cli._common import add_device, add_tokenizer, open_tokenizer
+from speechunits.cli._common import add_device, add_tokenizer, open_tokenizer, print_failures
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -118,10 +117,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if warned:
         print(f"{len(warned)} audio warning(s) (silent or clipped audio, still evaluated): see {out / 'warnings.jsonl'}")
     if failed:
-        print(f"{len(failed)} utterance(s) failed and were left out: see {out / 'errors.jsonl'}", file=sys.stderr)
-        for f in failed[:20]:
-            print(f"  {f['dataset']} {f['id']}: {f['reason']}", file=sys.stderr)
-        return 1
+        return print_failures(f"{len(failed)} utterance(s) failed and were left out: see {out / 'errors.jsonl'}",
+                              failed, key="dataset")
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from speechunits.cli._common import add_device, gather_inputs
+from speechunits.cli._common import add_device, gather_inputs, print_failures
 
 
 def parse_bytes(text: str) -> int:
@@ -100,9 +100,6 @@ def run(args: argparse.Namespace) -> int:
     if warnings:
         print(f"{len(warnings)} audio warning(s) (silent or clipped audio, still used): see {warnings_path(out)}")
     if failures:
-        print(f"{len(failures)} of {len(utts)} inputs failed and were left out: see {errors_path(out)}",
-              file=sys.stderr)
-        for f in failures[:20]:
-            print(f"  {f['id']}: {f['reason']}", file=sys.stderr)
-        return 1
+        return print_failures(f"{len(failures)} of {len(utts)} inputs failed and were left out: see "
+                              f"{errors_path(out)}", failures)
     return 0

@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from speechunits.cli._common import add_device
+from speechunits.cli._common import add_device, print_failures
 
 _EXIT = ("exit status: 0 every input used; 1 some inputs could not be read and were left out (listed with "
          "the reason in <out>.errors.jsonl beside --out); 2 usage or user error.")
@@ -166,10 +166,7 @@ def _run(fn, out) -> int:
         return 1  # every input failed, each recorded: an input failure, not a usage error
     write_records(path, failed)  # a clean rerun removes a stale list
     if failed:
-        print(f"{len(failed)} input(s) could not be read and were left out: see {path}", file=sys.stderr)
-        for f in failed[:20]:
-            print(f"  {f['id']}: {f['reason']}", file=sys.stderr)
-        return 1
+        return print_failures(f"{len(failed)} input(s) could not be read and were left out: see {path}", failed)
     return 0
 
 

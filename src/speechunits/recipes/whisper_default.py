@@ -52,7 +52,9 @@ THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLI
 
 
 def _shared(shared_data: str | os.PathLike | None) -> Path:
-    root = Path(shared_data) if shared_data else Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    from speechunits.recipes.dcspin_default import find_shared_data
+
+    root = Path(shared_data) if shared_data else find_shared_data() or Path("../shared/data")
     for rel in (RECIPE["train"], RECIPE["pnmi_data"], RECIPE["ued_data"]):
         if not (root / rel).is_dir():
             raise FileNotFoundError(f"{root / rel}: the recipe needs this real speech (pass --shared-data DIR)")

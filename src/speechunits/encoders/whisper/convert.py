@@ -31,6 +31,7 @@ __all__ = [
     "WhisperFormatError",
     "detect_format",
     "encoder_state",
+    "is_converted",
     "read_any",
     "read_ct2_dir",
     "read_hf_dir",
@@ -306,6 +307,11 @@ def read_any(path: str | os.PathLike) -> tuple[str, dict, dict[str, torch.Tensor
         f"{path}: not a Whisper checkpoint (a transformers directory with model_type 'whisper', an "
         "OpenAI .pt file, or a CTranslate2 directory with model.bin)"
     )
+
+
+def is_converted(directory: Path) -> bool:
+    """Whether ``directory`` holds a finished :func:`save_hf_dir` output (it is written atomically)."""
+    return (directory / "config.json").is_file() and (directory / "model.safetensors").is_file()
 
 
 def save_hf_dir(directory: str | os.PathLike, config: dict, state: dict[str, torch.Tensor],

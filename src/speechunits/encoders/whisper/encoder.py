@@ -43,7 +43,14 @@ import torch
 
 from speechunits.encoders.base import Encoder, Wave, as_wave
 from speechunits.encoders.hub import EncoderNotFoundError, file_sha256, hub_cache, snapshot_dir, state_dict_sha256
-from speechunits.encoders.whisper.convert import detect_format, encoder_state, read_any, read_hf_dir, save_hf_dir
+from speechunits.encoders.whisper.convert import (
+    detect_format,
+    encoder_state,
+    is_converted,
+    read_any,
+    read_hf_dir,
+    save_hf_dir,
+)
 from speechunits.encoders.whisper.melspec import HOP, log_mel, num_mel_frames
 from speechunits.encoders.whisper.model import WhisperDims, WhisperEncoderModel, encoder_frames
 from speechunits.encoders.whisper.registry import KNOWN, cache_root, resolve_named
@@ -282,7 +289,7 @@ def _converted(path: Path, fmt: str) -> Path:
     """A transformers directory for an OpenAI or CTranslate2 checkpoint, converted once and cached."""
     digest = file_sha256(path if path.is_file() else path / "model.bin")
     target = cache_root() / "whisper" / f"{fmt}-{digest[:16]}"
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if is_converted(target):
         return target
     _, cfg, state = read_any(path)
     cfg["speechunits_source"] = {"path": str(path), "format": fmt, "sha256": digest}

@@ -61,11 +61,11 @@ def _package_dir(entry: NamedWhisper) -> Path:
 
 def resolve_named(name: str) -> Path:
     """The transformers directory of a named Whisper, converting (and hash-checking) it once."""
-    from speechunits.encoders.whisper.convert import read_ct2_dir, save_hf_dir
+    from speechunits.encoders.whisper.convert import is_converted, read_ct2_dir, save_hf_dir
 
     entry = KNOWN[name]
     target = cache_root() / "whisper" / f"{entry.name}-{entry.sha256[:12]}"
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if is_converted(target):
         return target
     src = _package_dir(entry)
     digest = file_sha256(src / "model.bin")
