@@ -264,7 +264,7 @@ def check_files(directory: Path, cfg: dict, *, allow_unhashed: bool = False, has
         return
     unlisted = [n for n in needed if n not in files]
     if unlisted:
-        what = (f"has no 'files' list" if not files else
+        what = ("has no 'files' list" if not files else
                 f"does not cover {', '.join(unlisted)} by a sha256 in 'files'")
         message = f"{cfg_path}: {what}; every file a tokenizer loads must be hashed"
         if not allow_unhashed:

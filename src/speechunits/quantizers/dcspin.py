@@ -160,11 +160,11 @@ def train_spin(
             pert = perturbed_view(raw, step_seed(seed, step, f"perturb{b}"))
             views_a.append(audio.crop(c.index, c.start, c.length, normalize=getattr(enc, "normalize", False)))
             views_b.append(backbone.prepare(pert))
-        mask_fn = None
-        if mask_prob > 0:
-            def mask_fn(nf: list[int]) -> torch.Tensor:
-                return span_mask(nf, step_rng(seed, step, "mask"), mask_prob, mask_length, min_masks=0)
-        h_a, h_b = backbone.pair_features(views_a, views_b, step_rng(seed, step, "position"), dev, mask_fn)
+        def step_mask(nf: list[int]) -> torch.Tensor:
+            return span_mask(nf, step_rng(seed, step, "mask"), mask_prob, mask_length, min_masks=0)
+
+        h_a, h_b = backbone.pair_features(views_a, views_b, step_rng(seed, step, "position"), dev,
+                                          step_mask if mask_prob > 0 else None)
         res = heads(h_a, h_b)
         return res.pop("loss"), res
 

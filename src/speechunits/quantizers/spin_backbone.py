@@ -24,9 +24,7 @@ Example:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
