@@ -12,6 +12,9 @@ Over the same files, each timed ``--runs`` times (median reported):
   (pads to 30 s) and ``WhisperModel``'s encoder with ``output_hidden_states=True`` (all layers),
   sklearn ``KMeans.predict`` on numpy features (the same centroids), de-duplicate, write a line.
 
+``forward`` and ``tokenize`` take turns run by run (after a warm-up), so their ratio is not
+skewed by a change in load; the others are timed after them.
+
 - ``stream``: chunk-wise streaming (``--chunk 1.0 --shift 0.4``) with the context growing from
   the start, or capped at each ``--stream-caps`` seconds (0 = uncapped): the wall time of each
   re-encode (the compute latency added to the algorithmic ``chunk`` seconds), whether every
@@ -60,12 +63,21 @@ def pick_files(data: Path, minutes: float) -> list:
 
 
 def timed(fn, runs: int) -> dict:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
+    return interleaved({"_": fn}, runs)["_"]
+
+
+def interleaved(fns: dict, runs: int) -> dict:
+    """Time each function ``runs`` times, taking turns (after one untimed warm-up each), so that
+    a change in the machine's load during the run weighs on all of them alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "runs_s": times}
+    times: dict = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: {"median_s": statistics.median(t), "runs_s": t} for name, t in times.items()}
 
 
 def main() -> None:
@@ -132,7 +144,7 @@ def main() -> None:
                 ids = sk.predict(hs[layer][0, :n].numpy())
                 f.write(json.dumps({"id": u.id, "units": dedup_ids(ids)[0].tolist()}) + "\n")
 
-    results = {"forward": timed(forward, args.runs), "tokenize": timed(tokenize, args.runs)}
+    results = interleaved({"forward": forward, "tokenize": tokenize}, args.runs)
     exact_units = [tok.frame_units([w])[0] for w in waves]
     enc.mode = "padded"
     results["padded"] = timed(padded, args.runs)
