@@ -86,6 +86,9 @@ def train_vocoder(tokenizer, utts: Sequence[Utterance], out: str | os.PathLike, 
     model = UnitToMel(mcfg).to(device)
     dur = (DurationPredictor(DurationConfig(codebook_size=k, speaker_dim=256 if s.speaker else 0)).to(device)
            if s.duration and len(tokenizer.layers) == 1 else None)
+    with torch.no_grad():  # start from the corpus' mean spectrum, not from silence at log 0
+        mean = torch.cat([store.get(i).mel for i in range(min(len(store), 32))], dim=1).mean(1)
+        model.out.bias.copy_(mean.to(device))
     n_dev = min(s.dev_utterances, len(store) // 5)
     rng = np.random.default_rng(s.seed)
     order = rng.permutation(len(store))

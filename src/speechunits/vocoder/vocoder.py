@@ -127,7 +127,10 @@ class UnitVocoder:
         ``speaker_wave`` (or the mean training voice)."""
         spk = self.speaker_embedding(speaker_wave)
         frames = self.frame_units(units, dedup=dedup, speaker=spk, speed=speed)
-        return self.mel_to_wave(self.units_to_mel(frames, spk, layers))
+        c = self.mel_model.config
+        samples = int(round(len(frames) / c.unit_rate * self.sample_rate))  # what the units span
+        mel = self.units_to_mel(frames, spk, layers, mel_frames=int(np.ceil(len(frames) / c.unit_rate * c.mel_rate)) + 1)
+        return self.mel_to_wave(mel)[:samples]
 
     def resynthesize(self, wave: np.ndarray, tokenizer, *, speaker_wave: np.ndarray | None = None,
                      layers: Sequence[int] | None = None) -> np.ndarray:
@@ -135,6 +138,7 @@ class UnitVocoder:
         ``wave`` itself unless ``speaker_wave`` is given."""
         units = tokenizer.frame_units([wave])[0]
         spk = self.speaker_embedding(wave if speaker_wave is None else speaker_wave)
-        mel = self.units_to_mel(units, spk, layers, mel_frames=max(1, num_frames(len(wave))))
+        # one mel frame more than the input's own mels, so the output covers every input sample
+        mel = self.units_to_mel(units, spk, layers, mel_frames=num_frames(len(wave)) + 1)
         out = self.mel_to_wave(mel)
-        return out[: len(wave)]
+        return np.pad(out, (0, max(0, len(wave) - len(out))))[: len(wave)]
