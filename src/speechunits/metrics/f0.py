@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..audio.errors import AudioError
-from .mcd import HOP, dtw_path, frame_mcd, mel_cepstrum
+from .mcd import HOP, mcd_with_path
 
 __all__ = ["f0_scores", "praat_f0"]
 
@@ -51,6 +51,11 @@ def praat_f0(wave: np.ndarray, sr: int = 16000, name: str = "wave") -> tuple[np.
     return np.asarray(pitch.xs()), np.nan_to_num(pitch.selected_array["frequency"])
 
 
+def _n_frames(wave: np.ndarray) -> int:
+    """Frames of :func:`speechunits.metrics.mcd.mel_cepstrum` (centred, 5-ms hop)."""
+    return 1 + len(wave) // HOP
+
+
 def _at_frames(times: np.ndarray, f0: np.ndarray, n_frames: int, sr: int) -> np.ndarray:
     """F0 at the 5-ms mel-cepstrum frame centres from the nearest Praat frame (0 outside the track)."""
     t = np.arange(n_frames) * HOP / sr
@@ -62,16 +67,19 @@ def _at_frames(times: np.ndarray, f0: np.ndarray, n_frames: int, sr: int) -> np.
     return np.where(inside, f0[np.clip(idx, 0, len(f0) - 1)], 0.0)
 
 
-def f0_scores(ref: np.ndarray, syn: np.ndarray, sr: int = 16000, alignment: str = "dtw") -> dict:
-    """``{f0_rmse_hz, f0_rmse_cents, vuv_agreement, voiced_pairs}`` of a resynthesized utterance."""
+def f0_scores(ref: np.ndarray, syn: np.ndarray, sr: int = 16000, alignment: str = "dtw",
+              path: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """``{f0_rmse_hz, f0_rmse_cents, vuv_agreement, voiced_pairs}`` of a resynthesized utterance.
+
+    ``path``: the ``(reference frames, synthesized frames)`` of :func:`~speechunits.metrics.mcd.mcd_with_path`
+    when already computed (``alignment="dtw"`` only).
+    """
     if alignment not in ("dtw", "time"):
         raise ValueError(f"alignment must be 'dtw' or 'time', got {alignment!r}")
-    a_cep = mel_cepstrum(ref, sr, name="reference")
-    b_cep = mel_cepstrum(syn, sr, name="synthesized")
-    fa = _at_frames(*praat_f0(ref, sr, "reference"), len(a_cep), sr)
-    fb = _at_frames(*praat_f0(syn, sr, "synthesized"), len(b_cep), sr)
+    fa = _at_frames(*praat_f0(ref, sr, "reference"), _n_frames(ref), sr)
+    fb = _at_frames(*praat_f0(syn, sr, "synthesized"), _n_frames(syn), sr)
     if alignment == "dtw":
-        rows, cols, _ = dtw_path(frame_mcd(a_cep, b_cep))
+        rows, cols = path if path is not None else mcd_with_path(ref, syn, sr)[1:]
         fa, fb = fa[rows], fb[cols]
     else:
         n = min(len(fa), len(fb))

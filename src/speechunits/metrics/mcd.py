@@ -37,7 +37,7 @@ import numpy as np
 
 from ..audio.errors import AudioError
 
-__all__ = ["dtw_path", "mcd_dtw", "mel_cepstrum", "warped_cepstrum"]
+__all__ = ["dtw_path", "frame_mcd", "mcd_dtw", "mcd_with_path", "mel_cepstrum", "warped_cepstrum"]
 
 FRAME = 400  # 25 ms at 16 kHz
 HOP = 80  # 5 ms
@@ -149,6 +149,13 @@ def frame_mcd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def mcd_dtw(ref: np.ndarray, syn: np.ndarray, sr: int = 16000) -> float:
     """Mel-cepstral distortion in dB between two utterances, DTW-aligned (0 for identical audio)."""
+    return mcd_with_path(ref, syn, sr)[0]
+
+
+def mcd_with_path(ref: np.ndarray, syn: np.ndarray, sr: int = 16000) -> tuple[float, np.ndarray, np.ndarray]:
+    """``(MCD dB, reference frames, synthesized frames)`` of the DTW path (5-ms frames), so that
+    :func:`speechunits.metrics.f0.f0_scores` can reuse the alignment."""
     a = mel_cepstrum(ref, sr, name="reference")
     b = mel_cepstrum(syn, sr, name="synthesized")
-    return dtw_path(frame_mcd(a, b))[2]
+    rows, cols, mean = dtw_path(frame_mcd(a, b))
+    return mean, rows, cols
