@@ -11,6 +11,14 @@
 - :mod:`.correlation`: Pearson correlation of proxies across tokenizers;
 - :mod:`.plots`: PNG heat maps, rank-frequency and bar plots.
 
+Resynthesis (units -> speech) metrics, see ``docs/metrics.md``:
+
+- :mod:`.asr` / :mod:`.intelligibility`: Whisper transcription; WER, CER, dWER, dCER;
+- :mod:`.speaker_similarity`: cosine of Resemblyzer d-vectors;
+- :mod:`.dnsmos`: DNSMOS P.808 and P.835 (SIG, BAK, OVRL) with Microsoft's ONNX models;
+- :mod:`.mcd`: mel-cepstral distortion with DTW; :mod:`.f0`: F0 RMSE and voicing agreement (Praat);
+- :mod:`.resynthesis`: all of them over (original, resynthesized) pairs, per item and on average.
+
 Example:
     >>> import numpy as np
     >>> from speechunits.metrics import codebook_stats, pnmi
@@ -31,6 +39,13 @@ from .plots import plot_bars, plot_correlation, plot_pphone_given_code, plot_uni
 from .position import position_nmi
 from .robustness import UedResult, corpus_ued, ued_by_distortion, ued_table
 from .speed import SpeedResult, Timer, measure_rtf, rtf
+from .asr import WhisperTranscriber
+from .dnsmos import Dnsmos, DnsmosError
+from .f0 import f0_scores, praat_f0
+from .intelligibility import error_counts, intelligibility, intelligibility_batch, normalize_english
+from .mcd import mcd_dtw, mel_cepstrum
+from .resynthesis import ResynthesisPair, ResynthesisScores, resynthesis_scores
+from .speaker_similarity import speaker_similarity
 
 __all__ = [
     # codebook
@@ -80,4 +95,20 @@ __all__ = [
     "plot_pphone_given_code",
     "plot_unit_frequency",
     "plot_bars",
+    # resynthesis
+    "WhisperTranscriber",
+    "normalize_english",
+    "error_counts",
+    "intelligibility",
+    "intelligibility_batch",
+    "speaker_similarity",
+    "Dnsmos",
+    "DnsmosError",
+    "mcd_dtw",
+    "mel_cepstrum",
+    "f0_scores",
+    "praat_f0",
+    "ResynthesisPair",
+    "ResynthesisScores",
+    "resynthesis_scores",
 ]

@@ -3,7 +3,8 @@
 - ``wer`` / ``cer``: ASR transcript of the resynthesized audio against the reference text;
 - ``dwer`` / ``dcer``: against the ASR transcript of the *original* audio (the same ASR), so that
   the ASR's own errors on the original cancel out; the multi-layer-tokens paper (Mousavi et al.,
-  arXiv 2406.10735) scores its vocoders this way, with Whisper.
+  arXiv 2406.10735) scores its vocoders this way, with Whisper;
+- ``orig_wer`` / ``orig_cer``: the topline, the original audio through the same ASR.
 
 Both sides are normalised by :func:`normalize_english`: lower case, English titles expanded
 (``mr`` -> ``mister``, as Whisper's English normaliser does; LibriVox/LibriSpeech texts spell
@@ -78,11 +79,19 @@ class ErrorCounts:
         return self.errors / self.length if self.length else None
 
 
+RATES = ("wer", "cer", "dwer", "dcer", "orig_wer", "orig_cer")
+
+
 def _scores(ref: str | None, asr_original: str, asr_resynth: str) -> dict:
-    """Per-utterance rates and counts; a metric whose reference is empty is None."""
+    """Per-utterance rates and counts; a metric whose reference is empty is None.
+
+    ``orig_wer`` / ``orig_cer`` are the topline: the original audio's transcript against the text.
+    """
     out: dict = {"asr_original": asr_original, "asr_resynth": asr_resynth}
-    hyp = normalize_english(asr_resynth)
-    for key, reference in (("", None if ref is None else normalize_english(ref)), ("d", normalize_english(asr_original))):
+    text = None if ref is None else normalize_english(ref)
+    asr_orig = normalize_english(asr_original)
+    for key, reference, hyp in (("", text, normalize_english(asr_resynth)), ("d", asr_orig, normalize_english(asr_resynth)),
+                                ("orig_", text, asr_orig)):
         for unit, name in (("word", "wer"), ("char", "cer")):
             if reference:
                 e, n = error_counts(reference, hyp, unit)
@@ -93,23 +102,24 @@ def _scores(ref: str | None, asr_original: str, asr_resynth: str) -> dict:
 
 
 def intelligibility(transcriber, ref_text: str | None, original_wave: np.ndarray, resynth_wave: np.ndarray) -> dict:
-    """``{wer, cer, dwer, dcer, asr_original, asr_resynth}`` of one pair (``wer``/``cer`` None
-    without a reference text; ``dwer``/``dcer`` None when the ASR hears nothing in the original)."""
+    """``{wer, cer, dwer, dcer, orig_wer, orig_cer, asr_original, asr_resynth}`` of one pair
+    (``wer``/``cer``/``orig_*`` None without a reference text; ``dwer``/``dcer`` None when the ASR
+    hears nothing in the original)."""
     asr_original, asr_resynth = transcriber.transcribe([original_wave, resynth_wave], ["original", "resynthesized"])
     return {k: v for k, v in _scores(ref_text, asr_original, asr_resynth).items() if not k.startswith("_")}
 
 
 def intelligibility_batch(transcriber, ref_texts: Sequence[str | None], originals: Sequence[np.ndarray],
                           resynths: Sequence[np.ndarray], names: Sequence[str] | None = None) -> tuple[list[dict], dict]:
-    """Per-item scores (as :func:`intelligibility`) and corpus ``{wer, cer, dwer, dcer}``, with all
-    originals and resynthesized waves transcribed in batches."""
+    """Per-item scores (as :func:`intelligibility`) and corpus ``{wer, cer, dwer, dcer, orig_wer,
+    orig_cer}`` (None where no item has the reference), all waves transcribed in batches."""
     n = len(originals)
     if not (len(ref_texts) == n == len(resynths)):
         raise ValueError(f"intelligibility_batch: {len(ref_texts)} texts, {n} originals, {len(resynths)} resynthesized")
     names = list(names) if names is not None else [str(i) for i in range(n)]
     texts = transcriber.transcribe(list(originals) + list(resynths),
                                    [f"{x} (original)" for x in names] + [f"{x} (resynthesized)" for x in names])
-    items, totals = [], {k: ErrorCounts() for k in ("wer", "cer", "dwer", "dcer")}
+    items, totals = [], {k: ErrorCounts() for k in RATES}
     for i in range(n):
         s = _scores(ref_texts[i], texts[i], texts[n + i])
         for k, acc in totals.items():
