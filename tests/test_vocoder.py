@@ -281,3 +281,63 @@ def test_cli_train_and_resynth_audio_and_units(corpus, tmp_path, capsys):
     # durations kept in the file: the units span the input but for the MFCC window (25 ms)
     assert abs(sf.info(str(out2 / "u0.wav")).frames - info.frames) <= 0.03 * 16000
     assert cli_main(["resynth", str(audio), "--vocoder", str(v), "--out", str(out2)]) == 2  # no tokenizer named
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, corpus, tmp_path_factory):
+    out, _ = trained
+    d, _, _, tok_dir, _ = corpus
+    tmp = tmp_path_factory.mktemp("voc_eval")
+    data = tmp / "data"
+    data.mkdir()
+    for i in range(3):
+        shutil.copy(d / f"u{i}.wav", data / f"spk{i % 2}-u{i}.wav")
+    ev = tmp / "eval"
+    code = cli_main(["eval", "--tokenizer", str(tok_dir), "--vocoder", str(out), "--data", str(data), "--skip", "abx",
+                     "ngram", "robustness", "speed", "alignment", "--resynthesis-examples", "1", "--out", str(ev),
+                     "--no-plots", "--no-progress"])
+    return code, ev
+
+
+@needs_hifigan
+def test_eval_with_a_vocoder_adds_the_resynthesis_section(evaluated):
+    code, ev = evaluated
+    assert code == 0
+    r = json.loads((ev / "metrics.json").read_text())["datasets"][0]["resynthesis"]
+    assert r["utterances"] == 3 and r["synthesis_rtf"] > 0
+    # the copy-synthesis topline is closer to the original than units through a 30-step vocoder
+    assert r["copy_synthesis"]["mcd"] < r["scores"]["mcd"]
+    assert len(r["examples"]) == 1 and all((ev / f).is_file() for _, f in r["examples"][0]["files"])
+    html = (ev / "report.html").read_text()
+    assert html.count("<audio controls") == 3 and "data:audio/wav;base64," in html
+    assert "Resynthesis" in (ev / "report.md").read_text()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@needs_hifigan
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+def test_report_audio_plays_in_headless_chromium(evaluated, tmp_path):
+    import re
+    import subprocess
+
+    _, ev = evaluated
+    players = re.findall(r'<audio controls preload="none" src="[^"]+"></audio>', (ev / "report.html").read_text())
+    assert len(players) == 3
+    # The report has no script; this page holds its very players and reports what Chromium decodes.
+    page = tmp_path / "probe.html"
+    page.write_text("<html><body>" + "".join(players) + """<pre id="out"></pre><script>
+      const out = document.getElementById("out");
+      document.querySelectorAll("audio").forEach((a, i) => {
+        a.addEventListener("loadedmetadata", () => out.textContent += `ok ${i} ${a.duration.toFixed(3)}\n`);
+        a.addEventListener("error", () => out.textContent += `error ${i} ${a.error && a.error.code}\n`);
+        a.preload = "auto"; a.load();
+      });</script></body></html>""")
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]
+    dom = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120).stdout
+    lines = re.findall(r"(ok|error) (\d) ([\d.]+)", dom)
+    assert sorted(int(i) for kind, i, _ in lines if kind == "ok") == [0, 1, 2], dom[-500:]
+    assert all(1.0 < float(dur) < 2.0 for _, _, dur in lines)  # u0 is 1.5 s

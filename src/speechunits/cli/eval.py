@@ -58,6 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the hop, as libri-light, ABXpy and fastabx) or window (the middle of the encoder's window: "
                    "20 i + 12.5 ms for 25 ms windows, 20 i for Whisper)")
     p.add_argument("--skip", nargs="*", default=[], choices=SECTIONS, help="sections to leave out")
+    p.add_argument("--vocoder", default=None, metavar="DIR",
+                   help="a vocoder for this tokenizer (or 'default'): adds the resynthesis section (WER, dWER, "
+                   "speaker similarity, DNSMOS, MCD, F0, copy-synthesis topline, voice conversion, audio players)")
+    p.add_argument("--resynthesis-seconds", type=float, default=120.0,
+                   help="audio per dataset resynthesized and scored (default 120, 0 = all)")
+    p.add_argument("--resynthesis-examples", type=int, default=3, help="WAV triples kept for the report (default 3)")
     p.add_argument("--no-plots", action="store_true", help="no plots (faster; the reports then have tables only)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
@@ -98,7 +104,8 @@ def run_eval(args: argparse.Namespace) -> int:
         chunk_s=args.chunk, shift_s=args.shift, train_units=args.train_units, train_data=args.train_data,
         abx=AbxSettings(max_cells_per_pair=args.max_cells_per_pair or None, frames=args.abx_frames),
         abx_features=not args.no_abx_features, skip=args.skip, plots=not args.no_plots,
-        progress=not args.no_progress,
+        vocoder=args.vocoder, resynthesis_seconds=args.resynthesis_seconds or None,
+        resynthesis_examples=args.resynthesis_examples, progress=not args.no_progress,
     )
     name = args.name or (Path(args.tokenizer).name if args.tokenizer != "default" else "default")
     m = evaluate_and_report(tok, args.data, args.out, cfg, name=name, tokenizer_path=str(args.tokenizer))

@@ -12,5 +12,6 @@ DEFAULT_DISTORTIONS: tuple[str, ...] = (
     "white_10dB", "white_0dB", "babble_10dB", "babble_0dB", "reverb_0.6s",
     "pitch_+3st", "pitch_-3st", "stretch_0.9", "stretch_1.1", "speaker",
 )
-# Sections that `--skip` can leave out (codebook statistics always run: they take milliseconds).
-SECTIONS: tuple[str, ...] = ("alignment", "abx", "ngram", "robustness", "speed")
+# Sections that `--skip` can leave out (codebook statistics always run: they take milliseconds;
+# resynthesis runs only with a vocoder).
+SECTIONS: tuple[str, ...] = ("alignment", "abx", "ngram", "robustness", "speed", "resynthesis")

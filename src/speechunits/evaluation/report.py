@@ -92,6 +92,7 @@ def _dataset(d: dict[str, Any]) -> list[tuple]:
     for layer, sec in d["layers"].items():
         b += _layer(data["name"], layer, sec)
     b += _speed(d.get("speed"))
+    b += _resynthesis(d.get("resynthesis"))
     t = d.get("timings_s", {})
     b += [doc.h(3, "Time per section"), doc.table(["section", "seconds"], [[k, v] for k, v in t.items()])]
     reasons = list(_skipped_reasons(d))
@@ -214,6 +215,41 @@ def _speed(sp: dict[str, Any] | None) -> list[tuple]:
                          "slowest re-encode (s)", "keeps up"],
                         [[s["utterances"], s["audio_seconds"], s["rtf"], s["unit_edit_distance"],
                           s["frame_agreement"], s["exact_share"], s["encode_wall_s_max"], s["keeps_up_share"]]])]
+    return b
+
+
+RESYNTH_COLS = [("wer", "WER ↓"), ("cer", "CER ↓"), ("dwer", "dWER ↓"), ("dcer", "dCER ↓"),
+                ("spk_sim", "speaker sim. ↑"), ("dnsmos_ovrl", "DNSMOS OVRL ↑"), ("dnsmos_sig", "SIG ↑"),
+                ("dnsmos_bak", "BAK ↑"), ("dnsmos_p808", "P.808 ↑"), ("mcd", "MCD dB ↓"),
+                ("f0_rmse_hz", "F0 RMSE Hz ↓"), ("vuv_agreement", "voicing agr. ↑")]
+
+
+def _resynthesis(r: dict[str, Any] | None) -> list[tuple]:
+    if not r:
+        return []
+    orig = {k: v for k, v in r.get("original", {}).items()}
+    rows = [["resynthesized (units -> vocoder)"] + [r["scores"].get(k) for k, _ in RESYNTH_COLS],
+            ["copy-synthesis (true mel -> same HiFi-GAN)"] + [r["copy_synthesis"].get(k) for k, _ in RESYNTH_COLS],
+            ["original audio"] + [orig.get(k) if k not in ("dwer", "dcer", "spk_sim", "mcd", "f0_rmse_hz",
+                                                          "vuv_agreement") else None for k, _ in RESYNTH_COLS]]
+    b = [doc.h(3, "Resynthesis"),
+         doc.p(f"Vocoder `{r['vocoder']}`: {r['utterances']} utterances ({doc.fmt(r['audio_seconds'])} s) through the "
+               f"tokenizer and the vocoder in their own voice (synthesis RTF {doc.fmt(r['synthesis_rtf'])}). WER/CER "
+               "against the transcript, dWER/dCER against Whisper tiny.en's transcript of the original; speaker "
+               "similarity = cosine of Resemblyzer d-vectors; MCD with DTW. Definitions: docs/vocoder.md."),
+         doc.table(["audio"] + [c for _, c in RESYNTH_COLS], rows)]
+    conv = r.get("conversion")
+    if conv and "skipped" not in conv:
+        b.append(doc.p(f"Voice conversion ({conv['utterances']} utterances, each spoken in another speaker's voice): "
+                       f"similarity to the target voice {doc.fmt(conv.get('spk_sim_target'))}, to the source voice "
+                       f"{doc.fmt(conv.get('spk_sim'))}; dWER {doc.fmt(conv.get('dwer'))}."))
+    elif conv:
+        b.append(doc.note(f"voice conversion skipped: {conv['skipped']}"))
+    b += [doc.note(n) for n in r.get("notes", [])]
+    if r.get("failed"):
+        b.append(doc.note(f"{len(r['failed'])} utterance(s) could not be resynthesized: "
+                          + "; ".join(f"{f['id']}: {f['reason']}" for f in r["failed"][:5])))
+    b += [doc.audio(f"{e['id']}", e["files"]) for e in r.get("examples", [])]
     return b
 
 

@@ -119,7 +119,8 @@ class UnitVocoder:
 
     def mel_to_wave(self, mel: torch.Tensor) -> np.ndarray:
         """16 kHz float32 speech from ``[80, M]`` log-mel through the universal HiFi-GAN."""
-        return to_16k(get_backend(self.device)(mel)[0])
+        # resampling can overshoot the generator's tanh range by a hair: keep full scale 1
+        return np.clip(to_16k(get_backend(self.device)(mel)[0]), -1.0, 1.0)
 
     def synthesize(self, units: np.ndarray, *, dedup: bool = False, speaker_wave: np.ndarray | None = None,
                    layers: Sequence[int] | None = None, speed: float = 1.0) -> np.ndarray:
