@@ -42,8 +42,12 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def mel_filters(n_mels: int = 80, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """``[n_mels, n_fft // 2 + 1]`` float32 triangular filters with Slaney area normalisation."""
-    fft_freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    """``[n_mels, n_fft // 2 + 1]`` float32 triangular filters with Slaney area normalisation.
+
+    The FFT bins are librosa's ``rfftfreq(n_fft)``: for an odd ``n_fft`` (DNSMOS uses 321) the last
+    one stops short of Nyquist while the mel points still run to ``sample_rate / 2``.
+    """
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     mel_pts = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2), n_mels + 2))
     fdiff = np.diff(mel_pts)
     ramps = mel_pts[:, None] - fft_freqs[None, :]
