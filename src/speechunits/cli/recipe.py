@@ -36,6 +36,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     dc.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=run_default)
 
+    v = verbs.add_parser(
+        "default-vocoder", help="the bundled default vocoder",
+        description="Train the vocoder bundled for the default tokenizer: a speaker-conditioned unit-to-mel "
+        "model + duration predictor in front of the universal HiFi-GAN, on librispeech-mini train-clean-100 "
+        "of ../shared/data. --scale full: 4000 steps (about 45 min on one thread); --scale tiny: seconds. "
+        "Resumable. Writes OUT/vocoder (config.json, model.safetensors, README.md), OUT/run (features, "
+        "training curve) and OUT/recipe.json.")
+    v.add_argument("--out", required=True, help="working folder")
+    v.add_argument("--scale", choices=["full", "tiny"], default="full")
+    v.add_argument("--steps", type=int, default=None, help="override the scale's number of steps")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--threads", type=int, default=1)
+    v.add_argument("--shared-data", default=None)
+    v.add_argument("--restart", action="store_true")
+    v.add_argument("--no-progress", action="store_true")
+    add_device(v)
+    v.set_defaults(func=run_vocoder)
+
+
+def run_vocoder(args: argparse.Namespace) -> int:
+    from speechunits.recipes.default_vocoder import build_default_vocoder
+
+    path = build_default_vocoder(args.out, scale=args.scale, seed=args.seed, threads=args.threads,
+                                 shared_data=args.shared_data, device=args.device, progress=not args.no_progress,
+                                 resume=not args.restart, steps=args.steps)
+    print(f"written: {path}")
+    return 0
+
 
 def run_default(args: argparse.Namespace) -> int:
     if args.kind == "whisper":

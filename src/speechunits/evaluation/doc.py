@@ -54,6 +54,11 @@ def img(title: str, file: str, wide: bool = False) -> Block:
     return ("img", title, file, wide)
 
 
+def audio(title: str, files: Sequence[tuple[str, str]]) -> Block:
+    """A row of labelled WAV players (``(label, file)``, files relative to the report's folder)."""
+    return ("audio", title, [tuple(f) for f in files])
+
+
 def fmt(v: Any) -> str:
     """Numbers for people: ints as is, floats to 4 significant digits (1 decimal from 1000)."""
     if v is None:
@@ -97,6 +102,8 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             lines.append("")
         elif kind == "img":
             lines += [f"![{b[1]}]({b[2]})", ""]
+        elif kind == "audio":
+            lines += [f"{b[1]}: " + ", ".join(f"[{label}]({f})" for label, f in b[2]), ""]
     return "\n".join(lines)
 
 
@@ -118,14 +125,15 @@ figure { margin: 0; flex: 1 1 460px; max-width: 100%; }
 figure.wide { flex-basis: 100%; }
 figure img { max-width: 100%; border: 1px solid #e3e3e3; }
 figcaption { font-size: 13px; color: #555; }
+figure.audio { flex: 0 1 300px; }
 nav { background: #f4f6f8; padding: .5em 1em; border-radius: 6px; font-size: 14px; }
 nav a { margin-right: 1em; }
 """.strip()
 
 
-def _embed(base: str | os.PathLike, file: str) -> str:
+def _embed(base: str | os.PathLike, file: str, mime: str = "image/png") -> str:
     data = (Path(base) / file).read_bytes()
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 def to_html(blocks: Sequence[Block], *, title: str, base: str | os.PathLike) -> str:
@@ -159,6 +167,11 @@ def to_html(blocks: Sequence[Block], *, title: str, base: str | os.PathLike) -> 
             wide = ' class="wide"' if len(b) > 3 and b[3] else ""
             body.append(f'<figure{wide}><img alt="{esc(b[1])}" src="{_embed(base, b[2])}">'
                         f"<figcaption>{esc(b[1])}</figcaption></figure>")
+        elif kind == "audio":  # embedded like the plots: the page stays one self-contained file
+            players = "".join(f'<figure class="audio"><figcaption>{esc(label)}</figcaption>'
+                              f'<audio controls preload="none" src="{_embed(base, f, "audio/wav")}"></audio></figure>'
+                              for label, f in b[2])
+            body.append(f'<div class="plots"><strong>{esc(b[1])}</strong>{players}</div>')
     if in_plots:
         body.append("</div>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

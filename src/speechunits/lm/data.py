@@ -15,18 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..tokens import Units, UnitsFileError, read_config, read_jsonl, read_km, read_parquet, read_unit_text
-
-
-def read_units(path: str | Path) -> list[Units]:
-    """All utterances of a unit file, by suffix: ``.jsonl`` (default), ``.parquet``, ``.km``,
-    ``.txt`` (``<|u12|>`` text)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UnitsFileError(p, "no such units file")
-    reader = {".parquet": read_parquet, ".km": read_km, ".txt": read_unit_text}.get(
-        p.suffix.lower(), read_jsonl)
-    return reader(p)
+from ..tokens import Units, UnitsFileError, read_config, read_units
 
 
 def units_vocab_size(path: str | Path, units: list[Units] | None = None) -> int:

@@ -24,6 +24,7 @@ from .io import (
     read_km,
     read_parquet,
     read_unit_text,
+    read_units,
     to_unit_text,
     write_config,
     write_jsonl,
@@ -36,6 +37,7 @@ from .units import Units, config_hash
 from .writer import UnitsWriter
 
 __all__ = [
+    "read_units",
     "Units",
     "config_hash",
     "dedup",

@@ -447,3 +447,14 @@ def read_unit_text(path: str | Path) -> list[Units]:
                 raise UnitsFileError(path, str(e), lineno) from None
             out.append(_make_units(name, ids, None, config, path, lineno))
     return out
+
+
+def read_units(path: str | Path) -> list[Units]:
+    """All utterances of a unit file, by suffix: ``.jsonl`` (default), ``.parquet``, ``.km``,
+    ``.txt`` (``<|u12|>`` text)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UnitsFileError(p, "no such units file")
+    reader = {".parquet": read_parquet, ".km": read_km, ".txt": read_unit_text}.get(
+        p.suffix.lower(), read_jsonl)
+    return reader(p)

@@ -1,0 +1,116 @@
+"""A trained unit vocoder as a directory: ``config.json`` + ``model.safetensors``, hashes checked.
+
+``config.json`` holds the unit-to-mel and duration settings, the sha256 of ``model.safetensors``
+(checked before the tensors are read), the back end (the pinned universal HiFi-GAN) and the
+*tokenizer fingerprint*: a hash of the encoder weights, layers, k and codebooks the vocoder was
+trained on. Units from another tokenizer would be spoken as noise, so loading with a tokenizer
+whose fingerprint differs is refused. No pickle anywhere; the folder is untrusted input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from speechunits.data.atomic import atomic_write_bytes, atomic_write_text
+
+from .duration import DurationConfig, DurationPredictor
+from .hifigan import UNIVERSAL
+from .unit_mel import UnitMelConfig, UnitToMel
+
+VOCODER_TYPE = "speechunits-unit-vocoder"
+FORMAT_VERSION = 1
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+BACKEND = {"name": "hifigan-universal-v1", **{k: UNIVERSAL[k] for k in ("package", "file", "sha256")},
+           "sampling_rate": 22050, "hop_size": 256}
+
+
+class VocoderError(ValueError):
+    """A vocoder folder that cannot be used: ``"<file>: <reason>"``."""
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """sha256 of what decides a tokenizer's units: encoder weights and name, layers, k, codebooks."""
+    enc = tokenizer.encoder.config()
+    h = hashlib.sha256(json.dumps({"encoder": enc.get("name"), "weights": enc.get("weights_sha256"),
+                                   "kind": enc.get("kind"), "layers": list(tokenizer.layers),
+                                   "k": tokenizer.config().get("k")}, sort_keys=True).encode())
+    for layer in tokenizer.layers:
+        h.update(tokenizer.quantizer.quantizers[layer].centroids.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def unit_framing(tokenizer) -> tuple[float, float]:
+    """(frame rate, centre of frame 0 in seconds) of a tokenizer's units."""
+    enc = tokenizer.encoder.config()
+    rate = float(tokenizer.encoder.frame_rate)
+    window = float(enc.get("window_samples") or 0)
+    return rate, window / 2 / float(enc.get("sample_rate", 16000))
+
+
+def save(directory: str | os.PathLike, mel_model: UnitToMel, duration: DurationPredictor | None,
+         speaker_mean: torch.Tensor | None, meta: dict, dtype: torch.dtype = torch.float16) -> Path:
+    """Write the tensors (in ``dtype``) then ``config.json`` naming their sha256."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tensors = {f"mel.{k}": v.detach().cpu().to(dtype).contiguous() for k, v in mel_model.state_dict().items()}
+    if duration is not None:
+        tensors.update({f"duration.{k}": v.detach().cpu().to(dtype).contiguous()
+                        for k, v in duration.state_dict().items()})
+    if speaker_mean is not None:
+        tensors["speaker_mean"] = speaker_mean.detach().cpu().float().contiguous()
+    blob = st_save(tensors, metadata={"format": "pt"})
+    atomic_write_bytes(d / WEIGHTS_NAME, blob)
+    config = {"type": VOCODER_TYPE, "format_version": FORMAT_VERSION,
+              "weights_sha256": hashlib.sha256(blob).hexdigest(), "backend": BACKEND,
+              "unit_mel": mel_model.config.to_dict(),
+              "duration": None if duration is None else duration.config.to_dict(), **meta}
+    atomic_write_text(d / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    return d
+
+
+def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
+    """``(config, UnitToMel, DurationPredictor | None, speaker_mean | None)`` from a vocoder folder."""
+    d = Path(directory)
+    cfg_file, st_file = d / CONFIG_NAME, d / WEIGHTS_NAME
+    if not d.is_dir():
+        raise VocoderError(f"{d}: not a vocoder folder (no such directory)")
+    try:
+        config = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise VocoderError(f"{cfg_file}: missing") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise VocoderError(f"{cfg_file}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("type") != VOCODER_TYPE:
+        raise VocoderError(f"{cfg_file}: not a speechunits unit vocoder (type {config.get('type')!r})"
+                           if isinstance(config, dict) else f"{cfg_file}: expected a JSON object")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise VocoderError(f"{cfg_file}: format_version {config.get('format_version')!r} is not {FORMAT_VERSION}")
+    if config.get("backend", {}).get("sha256") != UNIVERSAL["sha256"]:
+        raise VocoderError(f"{cfg_file}: trained for another HiFi-GAN back end than the pinned universal one")
+    try:
+        blob = st_file.read_bytes()
+    except FileNotFoundError:
+        raise VocoderError(f"{st_file}: missing") from None
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != config.get("weights_sha256"):
+        raise VocoderError(f"{st_file}: sha256 {digest[:16]}... does not match config.json "
+                           f"({str(config.get('weights_sha256'))[:16]}...): changed or damaged")
+    try:
+        tensors = st_load(blob)
+        mel = UnitToMel(UnitMelConfig.from_dict(config["unit_mel"]))
+        mel.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("mel.")})
+        dur = None
+        if config.get("duration"):
+            dur = DurationPredictor(DurationConfig.from_dict(config["duration"]))
+            dur.load_state_dict({k[9:]: v.float() for k, v in tensors.items() if k.startswith("duration.")})
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise VocoderError(f"{d}: config and weights do not make a vocoder ({str(e).splitlines()[0]})") from None
+    spk = tensors.get("speaker_mean")
+    return config, mel.eval().to(device), None if dur is None else dur.eval().to(device), spk
