@@ -110,3 +110,14 @@ def test_f0_dtw_on_real_speech_absorbs_a_delay_that_time_alignment_does_not():
     dtw, time = f0_scores(a, delayed), f0_scores(a, delayed, alignment="time")
     assert dtw["vuv_agreement"] > 0.95 and dtw["f0_rmse_cents"] < 50  # measured 0.985 and 15 cents
     assert time["vuv_agreement"] < 0.8 and time["f0_rmse_cents"] > 200
+
+
+@needs_praat
+def test_docstring_examples():
+    import doctest
+    import importlib
+
+    for name in ("speechunits.metrics.mcd", "speechunits.metrics.f0", "speechunits.metrics.intelligibility",
+                 "speechunits.metrics.resynthesis", "speechunits.encoders.speaker"):
+        res = doctest.testmod(importlib.import_module(name))
+        assert res.failed == 0 and res.attempted > 0, name

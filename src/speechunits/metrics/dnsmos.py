@@ -18,7 +18,8 @@ Microsoft's ``dnsmos_local.py``) for ``personalized=False``:
 - P.808 model on ``(power_to_db(mel, ref=max) + 40) / 40`` of the segment less its last 160
   samples: librosa's ``melspectrogram(sr=16000, n_fft=321, hop_length=160, n_mels=120)`` (periodic
   Hann window of 321, centred frames with zero padding (librosa >= 0.10), |STFT|^2, Slaney mel
-  filters on ``rfftfreq(321)`` bins) and ``power_to_db`` (amin 1e-10, top_db 80); 900 frames;
+  filters on ``rfftfreq(321)`` bins, :func:`speechunits.encoders.whisper.melspec.mel_filters`) and
+  ``power_to_db`` (amin 1e-10, top_db 80); 900 frames;
 - each score is the mean over segments.
 
 Example:
@@ -32,13 +33,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..audio.errors import AudioError
+from ..encoders.whisper.melspec import mel_filters
 
 __all__ = ["DNSMOS_SHA256", "Dnsmos", "DnsmosError", "dnsmos_mel"]
 
@@ -62,29 +63,6 @@ class DnsmosError(ValueError):
     """The DNSMOS models are missing, altered or unreadable."""
 
 
-def _slaney_hz_to_mel(f: np.ndarray) -> np.ndarray:
-    f = np.asarray(f, dtype=np.float64)
-    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (math.log(6.4) / 27.0), f * 3.0 / 200.0)
-
-
-def _slaney_mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    return np.where(m >= 15.0, 1000.0 * np.exp((math.log(6.4) / 27.0) * (m - 15.0)), m * 200.0 / 3.0)
-
-
-def slaney_filterbank(n_mels: int, n_fft: int, sample_rate: int) -> np.ndarray:
-    """librosa's ``filters.mel(sr, n_fft, n_mels)`` (float32): bins at ``rfftfreq(n_fft)``, which for
-    an odd ``n_fft`` stop short of Nyquist, and mel points from 0 to ``sr / 2``."""
-    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    pts = _slaney_mel_to_hz(np.linspace(_slaney_hz_to_mel(0.0), _slaney_hz_to_mel(sample_rate / 2), n_mels + 2))
-    fdiff = np.diff(pts)
-    ramps = pts[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper)) * (2.0 / (pts[2:] - pts[:-2]))[:, None]
-    return weights.astype(np.float32)
-
-
 def dnsmos_mel(segment: np.ndarray) -> np.ndarray:
     """``[frames, 120]`` P.808 input: ``(power_to_db(melspectrogram, ref=max) + 40) / 40``."""
     x = np.asarray(segment, dtype=np.float32)
@@ -94,7 +72,7 @@ def dnsmos_mel(segment: np.ndarray) -> np.ndarray:
     idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n_frames)[:, None]
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)  # periodic Hann
     power = np.abs(np.fft.rfft(padded[idx] * window, axis=1)) ** 2
-    mel = power.astype(np.float32) @ slaney_filterbank(N_MELS, N_FFT, SAMPLE_RATE).T
+    mel = power.astype(np.float32) @ mel_filters(N_MELS, N_FFT, SAMPLE_RATE).numpy().T
     db = 10.0 * np.log10(np.maximum(1e-10, mel))
     db -= 10.0 * np.log10(max(1e-10, float(mel.max())))
     db = np.maximum(db, db.max() - 80.0)

@@ -44,11 +44,15 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 def mel_filters(n_mels: int = 80, n_fft: int = N_FFT, sample_rate: int = SAMPLE_RATE,
                 fmin: float = 0.0, fmax: float | None = None) -> torch.Tensor:
     """``[n_mels, n_fft // 2 + 1]`` float32 triangular filters with Slaney area normalisation
-    between ``fmin`` and ``fmax`` (default Nyquist): librosa's ``filters.mel`` defaults."""
+    between ``fmin`` and ``fmax`` (default Nyquist): librosa's ``filters.mel`` defaults.
+
+    The FFT bins are librosa's ``rfftfreq(n_fft)``: for an odd ``n_fft`` (DNSMOS uses 321) the last
+    one stops short of Nyquist while the mel points still run to ``fmax``.
+    """
     fmax = sample_rate / 2 if fmax is None else float(fmax)
     if not 0.0 <= fmin < fmax <= sample_rate / 2:
         raise ValueError(f"bad mel range {fmin}..{fmax} Hz for a sample rate of {sample_rate} Hz")
-    fft_freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     mel_pts = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
     fdiff = np.diff(mel_pts)
     ramps = mel_pts[:, None] - fft_freqs[None, :]
