@@ -341,3 +341,13 @@ def test_report_audio_plays_in_headless_chromium(evaluated, tmp_path):
     lines = re.findall(r"(ok|error) (\d) ([\d.]+)", dom)
     assert sorted(int(i) for kind, i, _ in lines if kind == "ok") == [0, 1, 2], dom[-500:]
     assert all(1.0 < float(dur) < 2.0 for _, _, dur in lines)  # u0 is 1.5 s
+
+
+def test_a_vocoder_on_some_layers_of_a_multi_layer_tokenizer_selects_them():
+    m = _model(layers=2)
+    voc = UnitVocoder({"tokenizer": {"layers": [2, 3, 4], "unit_layers": [0, 2]}}, m)
+    u = np.stack([np.arange(6) % 20, np.full(6, 19), (np.arange(6) + 3) % 20], axis=1)
+    assert voc.frame_units(u).tolist() == u[:, [0, 2]].tolist()
+    assert voc.frame_units(u[:, [0, 2]]).tolist() == u[:, [0, 2]].tolist()  # already selected
+    with pytest.raises(ValueError, match="layers"):
+        voc.frame_units(u[:, 0])

@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--dim", type=positive_int, default=256)
     t.add_argument("--layer-dropout", type=float, default=0.5, help="multi-layer units: chance to drop each layer")
+    t.add_argument("--unit-layers", type=int, nargs="+", default=None, metavar="I",
+                   help="multi-layer tokenizers: train on these of its layers only (0-based positions in its "
+                   "layer list; default all)")
     t.add_argument("--no-speaker", action="store_true", help="no speaker conditioning (one average voice)")
     t.add_argument("--no-duration", action="store_true", help="no duration predictor")
     t.add_argument("--seed", type=int, default=0)
@@ -72,7 +75,8 @@ def run_train(args: argparse.Namespace) -> int:
     tok = open_tokenizer(args, device=args.device)
     s = VocoderSettings(steps=args.steps, batch=args.batch, crop_s=args.crop, lr=args.lr, dim=args.dim,
                         layer_dropout=args.layer_dropout, speaker=not args.no_speaker, duration=not args.no_duration,
-                        seed=args.seed, checkpoint_every=args.checkpoint_every, device=args.device)
+                        seed=args.seed, checkpoint_every=args.checkpoint_every, device=args.device,
+                        unit_layers=args.unit_layers)
     train_vocoder(tok, utts, args.out, s, source=str(args.tokenizer), progress=not args.no_progress,
                   resume=not args.no_resume)
     print(f"vocoder written to {args.out} (loss curve: {Path(args.out) / 'training' / 'loss.png'})")

@@ -56,6 +56,7 @@ class VocoderSettings:
     eval_every: int = 100
     checkpoint_every: int = 200
     device: str = "cpu"
+    unit_layers: list[int] | None = None  # indices into the tokenizer's layers (default: all)
     extra: dict = field(default_factory=dict)
 
 
@@ -73,19 +74,29 @@ def train_vocoder(tokenizer, utts: Sequence[Utterance], out: str | os.PathLike, 
         from speechunits.encoders.speaker import SpeakerEncoder
 
         speaker_embed = SpeakerEncoder.from_installed().embed
-    store = prepare_features(out / "features", utts, lambda w: tokenizer.frame_units([w])[0], fingerprint,
-                             speaker_embed, progress=progress)
+    n_tok = len(tokenizer.layers)
+    cols = list(range(n_tok)) if s.unit_layers is None else list(s.unit_layers)
+    if not cols or any(not 0 <= c < n_tok for c in cols) or len(set(cols)) != len(cols):
+        raise ValueError(f"unit_layers {s.unit_layers} must be distinct indices into the tokenizer's {n_tok} layer(s) "
+                         f"{list(tokenizer.layers)}")
+
+    def frame_units(wave: np.ndarray) -> np.ndarray:
+        ids = tokenizer.frame_units([wave])[0]
+        return ids.reshape(len(ids), -1)[:, cols]
+
+    store = prepare_features(out / "features", utts, frame_units, f"{fingerprint}:{cols}", speaker_embed,
+                             progress=progress)
     if len(store) < 2:
         raise ValueError(f"{out / 'features'}: {len(store)} usable utterance(s); a vocoder needs at least 2")
     rate, offset = artifact.unit_framing(tokenizer)
     k = int(tokenizer.config()["k"])
-    mcfg = UnitMelConfig(codebook_sizes=[k] * len(tokenizer.layers), dim=s.dim, unit_blocks=s.unit_blocks,
+    mcfg = UnitMelConfig(codebook_sizes=[k] * len(cols), dim=s.dim, unit_blocks=s.unit_blocks,
                          mel_blocks=s.mel_blocks, kernel=s.kernel, dropout=s.dropout, layer_dropout=s.layer_dropout,
                          speaker_dim=256 if s.speaker else 0, unit_rate=rate, unit_offset_s=offset)
     torch.manual_seed(s.seed)
     model = UnitToMel(mcfg).to(device)
     dur = (DurationPredictor(DurationConfig(codebook_size=k, speaker_dim=256 if s.speaker else 0)).to(device)
-           if s.duration and len(tokenizer.layers) == 1 else None)
+           if s.duration and len(cols) == 1 else None)
     with torch.no_grad():  # start from the corpus' mean spectrum, not from silence at log 0
         mean = torch.cat([store.get(i).mel for i in range(min(len(store), 32))], dim=1).mean(1)
         model.out.bias.copy_(mean.to(device))
@@ -131,7 +142,7 @@ def train_vocoder(tokenizer, utts: Sequence[Utterance], out: str | os.PathLike, 
         spk_mean = torch.nn.functional.normalize(spk.mean(0), dim=0)
     hist = trainer.history
     meta = {"tokenizer": {"fingerprint": fingerprint, "source": source, "layers": list(tokenizer.layers), "k": k,
-                          "frame_rate": rate},
+                          "frame_rate": rate, "unit_layers": cols},
             "training": {"settings": asdict(s), "utterances": len(store), "dev_utterances": int(n_dev),
                          "audio_seconds": round(sum(it["seconds"] for it in store.items), 1),
                          "final_loss": float(np.mean([h["loss"] for h in hist[-50:]])),

@@ -81,10 +81,21 @@ class UnitVocoder:
         return torch.from_numpy(np.asarray(self._speaker_encoder.embed(wave), dtype=np.float32))
 
     # -- synthesis -------------------------------------------------------------------------
+    def select_layers(self, units: np.ndarray) -> np.ndarray:
+        """The columns this vocoder speaks, from units with all of the tokenizer's layers."""
+        u = np.asarray(units)
+        tok = self.config.get("tokenizer", {})
+        cols, n_tok = tok.get("unit_layers"), len(tok.get("layers") or [])
+        if u.ndim == 2 and cols is not None and u.shape[1] == n_tok and n_tok != self.num_layers:
+            return u[:, cols]
+        if u.ndim == 1 and cols is not None and n_tok > 1:
+            raise ValueError(f"one layer of units given; this vocoder was trained on the tokenizer's layers {cols}")
+        return u
+
     def frame_units(self, units: np.ndarray, dedup: bool = False, speaker: torch.Tensor | None = None,
                     speed: float = 1.0) -> np.ndarray:
         """Frame-level ``[T, L]`` units; de-duplicated input is expanded by the duration predictor."""
-        u = np.asarray(units)
+        u = self.select_layers(units)
         if u.ndim == 1:
             u = u[:, None]
         if u.ndim != 2 or u.shape[1] != self.num_layers:
@@ -137,7 +148,7 @@ class UnitVocoder:
                      layers: Sequence[int] | None = None) -> np.ndarray:
         """Audio -> the tokenizer's frame units -> speech of the same length, in the voice of
         ``wave`` itself unless ``speaker_wave`` is given."""
-        units = tokenizer.frame_units([wave])[0]
+        units = self.select_layers(tokenizer.frame_units([wave])[0])
         spk = self.speaker_embedding(wave if speaker_wave is None else speaker_wave)
         # one mel frame more than the input's own mels, so the output covers every input sample
         mel = self.units_to_mel(units, spk, layers, mel_frames=num_frames(len(wave)) + 1)
