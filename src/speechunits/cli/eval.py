@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resynthesis-seconds", type=float, default=120.0,
                    help="audio per dataset resynthesized and scored (default 120, 0 = all)")
     p.add_argument("--resynthesis-examples", type=int, default=3, help="WAV triples kept for the report (default 3)")
+    p.add_argument("--vocoder-layers", type=int, nargs="+", default=None, metavar="I",
+                   help="a multi-layer vocoder: speak only these of its unit layers (0-based; layer dropout "
+                   "trained it for any subset)")
     p.add_argument("--no-plots", action="store_true", help="no plots (faster; the reports then have tables only)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
@@ -105,7 +108,8 @@ def run_eval(args: argparse.Namespace) -> int:
         abx=AbxSettings(max_cells_per_pair=args.max_cells_per_pair or None, frames=args.abx_frames),
         abx_features=not args.no_abx_features, skip=args.skip, plots=not args.no_plots,
         vocoder=args.vocoder, resynthesis_seconds=args.resynthesis_seconds or None,
-        resynthesis_examples=args.resynthesis_examples, progress=not args.no_progress,
+        resynthesis_examples=args.resynthesis_examples, vocoder_layers=args.vocoder_layers,
+        progress=not args.no_progress,
     )
     name = args.name or (Path(args.tokenizer).name if args.tokenizer != "default" else "default")
     m = evaluate_and_report(tok, args.data, args.out, cfg, name=name, tokenizer_path=str(args.tokenizer))

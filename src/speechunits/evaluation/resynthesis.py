@@ -56,7 +56,8 @@ def _subset(n: int, seconds_each: list[float], budget: float | None, seed: int) 
 
 
 def resynthesis_section(vocoder: Any, tok: Any, ds: Any, *, seconds: float | None, examples: int, out: Path,
-                        slug: str, seed: int = 0, conversion: bool = True) -> dict[str, Any]:
+                        slug: str, seed: int = 0, conversion: bool = True,
+                        layers: list[int] | None = None) -> dict[str, Any]:
     """Scores of ``vocoder`` on ``ds`` (an ``EvalData``), toplines, voice conversion, audio examples."""
     from speechunits.vocoder.mel import log_mel
     from speechunits.vocoder.resynth import write_wav
@@ -68,7 +69,7 @@ def resynthesis_section(vocoder: Any, tok: Any, ds: Any, *, seconds: float | Non
     resynth, failed = {}, []
     for i in idx:
         try:
-            resynth[i] = vocoder.resynthesize(ds.waves[i], tok)
+            resynth[i] = vocoder.resynthesize(ds.waves[i], tok, layers=layers)
         except Exception as e:  # one utterance's problem: recorded, the rest go on
             failed.append({"id": ds.utts[i].id, "reason": f"resynthesis: {str(e).splitlines()[0]}"})
     synth_s = time.perf_counter() - t0
@@ -80,7 +81,8 @@ def resynthesis_section(vocoder: Any, tok: Any, ds: Any, *, seconds: float | Non
     copy_scores = resynthesis_scores([(ds.utts[i].id, ds.utts[i].text, ds.waves[i], copies[i]) for i in done],
                                      **{k: v for k, v in scorers.items()})
     section: dict[str, Any] = {
-        "vocoder": str(vocoder.path), "utterances": len(done), "audio_seconds": audio_s,
+        "vocoder": str(vocoder.path), "vocoder_layers": None if layers is None else list(layers),
+        "utterances": len(done), "audio_seconds": audio_s,
         "synthesis_rtf": synth_s / audio_s if audio_s else None,
         "scores": scores.mean, "counts": scores.counts,
         "original": {k[5:]: v for k, v in scores.mean.items() if k.startswith("orig_")},
@@ -88,7 +90,7 @@ def resynthesis_section(vocoder: Any, tok: Any, ds: Any, *, seconds: float | Non
         "skipped": scores.skipped, "failed": failed, "notes": notes, "examples": [],
     }
     if conversion:
-        section["conversion"] = _conversion(vocoder, tok, ds, done, scorers, seed)
+        section["conversion"] = _conversion(vocoder, tok, ds, done, scorers, seed, layers)
     audio_dir = out / "audio"
     for n, i in enumerate(done[:examples]):
         audio_dir.mkdir(parents=True, exist_ok=True)
@@ -105,7 +107,8 @@ def _fit(wave: np.ndarray, n: int) -> np.ndarray:
     return np.pad(wave, (0, max(0, n - len(wave))))[:n]
 
 
-def _conversion(vocoder: Any, tok: Any, ds: Any, done: list[int], scorers: dict, seed: int) -> dict[str, Any]:
+def _conversion(vocoder: Any, tok: Any, ds: Any, done: list[int], scorers: dict, seed: int,
+                layers: list[int] | None = None) -> dict[str, Any]:
     """Each utterance spoken in the voice of another speaker's utterance (seeded choice)."""
     speakers = [ds.utts[i].speaker for i in done]
     if len({s for s in speakers if s}) < 2 or not vocoder.mel_model.config.speaker_dim:
@@ -120,7 +123,7 @@ def _conversion(vocoder: Any, tok: Any, ds: Any, done: list[int], scorers: dict,
             continue
         j = others[int(rng.integers(len(others)))]
         try:
-            wave = vocoder.resynthesize(ds.waves[i], tok, speaker_wave=ds.waves[j])
+            wave = vocoder.resynthesize(ds.waves[i], tok, speaker_wave=ds.waves[j], layers=layers)
         except Exception as e:  # noqa: BLE001 - recorded below like any other failure
             log.info("conversion of %s failed: %s", ds.utts[i].id, e)
             continue

@@ -75,6 +75,7 @@ class EvalConfig:
     vocoder: str | None = None  # a vocoder folder (or "default"): adds the resynthesis section
     resynthesis_seconds: float | None = 120.0  # audio per dataset resynthesized and scored
     resynthesis_examples: int = 3  # original / copy / resynthesized triples kept as WAV
+    vocoder_layers: Sequence[int] | None = None  # a multi-layer vocoder: speak these of its layers
     plots: bool = True
     progress: bool = True
 
@@ -196,7 +197,7 @@ def _evaluate_dataset(tok: Any, ds: EvalData | None, src: Any, cfg: EvalConfig, 
         t = time.perf_counter()
         result["resynthesis"] = resynthesis_section(vocoder, tok, ds, seconds=cfg.resynthesis_seconds,
                                                     examples=cfg.resynthesis_examples, out=out, slug=slug,
-                                                    seed=cfg.seed)
+                                                    seed=cfg.seed, layers=cfg.vocoder_layers)
         timings["resynthesis"] = time.perf_counter() - t
     result["timings_s"] = timings
     result["timings_s"]["total"] = sum(timings.values())
