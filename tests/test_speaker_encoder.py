@@ -38,7 +38,7 @@ def test_weights_load_and_are_checked(encoder, tmp_path):
     assert encoder.dim == 256 and encoder.sample_rate == 16000
     assert encoder.lstm.num_layers == 3 and encoder.lstm.input_size == 40
     path = spk._find_weights()
-    assert spk._sha256(path) == spk.PRETRAINED_SHA256
+    assert spk.file_sha256(path) == spk.PRETRAINED_SHA256
     bad = tmp_path / "pretrained.pt"
     shutil.copy(path, bad)
     data = bytearray(bad.read_bytes())

@@ -62,6 +62,22 @@ def read_preprocessor(
         return json.load(f)
 
 
+def installed_file(module: str, relative: str) -> Path | None:
+    """A data file shipped inside an installed package (``module/relative``), found without
+    importing the package (its ``__init__`` may import what speechunits does not install)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    for loc in list(spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(loc) / relative
+        if path.exists():
+            return path
+    return None
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

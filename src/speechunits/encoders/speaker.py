@@ -43,8 +43,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 from pathlib import Path
 from typing import Sequence
 
@@ -53,6 +51,7 @@ import torch
 from torch import nn
 
 from speechunits.audio.errors import AudioError
+from speechunits.encoders.hub import file_sha256, installed_file
 from speechunits.encoders.whisper.melspec import mel_filters
 
 __all__ = [
@@ -91,24 +90,10 @@ class SpeakerEncoderError(ValueError):
 
 def _find_weights() -> Path:
     """``resemblyzer/pretrained.pt`` of the installed package, without importing the package."""
-    try:
-        spec = importlib.util.find_spec("resemblyzer")
-    except (ImportError, ValueError):
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for loc in locations:
-        path = Path(loc) / "pretrained.pt"
-        if path.is_file():
-            return path
-    raise SpeakerEncoderError(f"resemblyzer's pretrained.pt not found: install it with `{INSTALL_HINT}`")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    path = installed_file("resemblyzer", "pretrained.pt")
+    if path is None or not path.is_file():
+        raise SpeakerEncoderError(f"resemblyzer's pretrained.pt not found: install it with `{INSTALL_HINT}`")
+    return path
 
 
 def _normalize_volume(wave: np.ndarray) -> np.ndarray:
@@ -223,7 +208,7 @@ class SpeakerEncoder(nn.Module):
         if not path.is_file():
             raise SpeakerEncoderError(f"{path}: speaker encoder weights not found; install them with `{INSTALL_HINT}`")
         if sha256 is not None:
-            digest = _sha256(path)
+            digest = file_sha256(path)
             if digest != sha256:
                 raise SpeakerEncoderError(
                     f"{path}: sha256 {digest} is not the pinned {sha256} of resemblyzer 0.1.4 "

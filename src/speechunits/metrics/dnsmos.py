@@ -31,14 +31,13 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..audio.errors import AudioError
+from ..encoders.hub import file_sha256, installed_file
 from ..encoders.whisper.melspec import mel_filters
 
 __all__ = ["DNSMOS_SHA256", "Dnsmos", "DnsmosError", "dnsmos_mel"]
@@ -80,19 +79,10 @@ def dnsmos_mel(segment: np.ndarray) -> np.ndarray:
 
 
 def _find_models() -> Path:
-    try:
-        spec = importlib.util.find_spec("speechmos")
-    except (ImportError, ValueError):
-        spec = None
-    for loc in list(spec.submodule_search_locations or []) if spec is not None else []:
-        d = Path(loc) / "dnsmos_models"
-        if all((d / f).is_file() for f in DNSMOS_SHA256):
-            return d
-    raise DnsmosError(f"the DNSMOS ONNX models (speechmos) are not installed: run `{INSTALL_HINT}`")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    d = installed_file("speechmos", "dnsmos_models")
+    if d is None or not all((d / f).is_file() for f in DNSMOS_SHA256):
+        raise DnsmosError(f"the DNSMOS ONNX models (speechmos) are not installed: run `{INSTALL_HINT}`")
+    return d
 
 
 def segments(wave: np.ndarray) -> list[np.ndarray]:
@@ -126,7 +116,7 @@ class Dnsmos:
             path = model_dir / name
             if not path.is_file():
                 raise DnsmosError(f"{path}: DNSMOS model not found; install it with `{INSTALL_HINT}`")
-            if check_sha256 and _sha256(path) != digest:
+            if check_sha256 and file_sha256(path) != digest:
                 raise DnsmosError(f"{path}: sha256 differs from the pinned {digest} of speechmos 0.0.1.1 (altered file)")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads

@@ -17,7 +17,9 @@ import torch
 
 from speechunits.encoders.whisper.registry import cache_root
 
-from .hifigan import UNIVERSAL, file_sha256, load_universal
+from speechunits.encoders.hub import file_sha256
+
+from .hifigan import UNIVERSAL, load_universal
 
 log = logging.getLogger("speechunits.vocoder")
 _CACHE: dict[tuple[str, str], "Backend"] = {}

