@@ -89,13 +89,14 @@ def train_vocoder(tokenizer, utts: Sequence[Utterance], out: str | os.PathLike, 
     if len(store) < 2:
         raise ValueError(f"{out / 'features'}: {len(store)} usable utterance(s); a vocoder needs at least 2")
     rate, offset = artifact.unit_framing(tokenizer)
-    k = int(tokenizer.config()["k"])
-    mcfg = UnitMelConfig(codebook_sizes=[k] * len(cols), dim=s.dim, unit_blocks=s.unit_blocks,
+    sizes = [int(tokenizer.vocab_sizes[c]) for c in cols]  # one codebook size per layer spoken
+    k = sizes[0] if len(set(sizes)) == 1 else sizes
+    mcfg = UnitMelConfig(codebook_sizes=sizes, dim=s.dim, unit_blocks=s.unit_blocks,
                          mel_blocks=s.mel_blocks, kernel=s.kernel, dropout=s.dropout, layer_dropout=s.layer_dropout,
                          speaker_dim=256 if s.speaker else 0, unit_rate=rate, unit_offset_s=offset)
     torch.manual_seed(s.seed)
     model = UnitToMel(mcfg).to(device)
-    dur = (DurationPredictor(DurationConfig(codebook_size=k, speaker_dim=256 if s.speaker else 0)).to(device)
+    dur = (DurationPredictor(DurationConfig(codebook_size=sizes[0], speaker_dim=256 if s.speaker else 0)).to(device)
            if s.duration and len(cols) == 1 else None)
     with torch.no_grad():  # start from the corpus' mean spectrum, not from silence at log 0
         mean = torch.cat([store.get(i).mel for i in range(min(len(store), 32))], dim=1).mean(1)
