@@ -351,3 +351,26 @@ def test_a_vocoder_on_some_layers_of_a_multi_layer_tokenizer_selects_them():
     assert voc.frame_units(u[:, [0, 2]]).tolist() == u[:, [0, 2]].tolist()  # already selected
     with pytest.raises(ValueError, match="layers"):
         voc.frame_units(u[:, 0])
+
+
+def test_multi_layer_tokenizer_trains_all_layers_or_some(tmp_path):
+    from test_encoders_hf import build
+
+    build("hubert", "group").save_pretrained(tmp_path / "model")
+    waves = [speechlike(n, s) for s, n in enumerate([16000, 13000, 15000])]
+    utts = []
+    for i, w in enumerate(waves):
+        sf.write(tmp_path / f"u{i}.wav", w, 16000)
+        utts.append(Utterance(f"u{i}", tmp_path / f"u{i}.wav"))
+    tok = fit_tokenizer(load_encoder(str(tmp_path / "model")), waves, layers=[1, 2], k=8, seed=0, n_init=1)
+    s = VocoderSettings(**{**TINY, "steps": 3, "dev_utterances": 0})
+    both = train_vocoder(tok, utts, tmp_path / "all", s, progress=False)
+    assert both.num_layers == 2 and both.duration is None and both.mel_model.config.codebook_sizes == [8, 8]
+    units = tok.frame_units([waves[0]])[0]
+    assert units.shape[1] == 2
+    a, b = (both.units_to_mel(units, layers=ly) for ly in ([0], [1]))
+    assert a.shape == b.shape and not torch.allclose(a, b)
+    second = train_vocoder(tok, utts, tmp_path / "second", VocoderSettings(**{**s.__dict__, "unit_layers": [1]}),
+                           progress=False)
+    assert second.num_layers == 1 and second.config["tokenizer"]["unit_layers"] == [1]
+    assert second.frame_units(units).tolist() == units[:, [1]].tolist() and second.duration is not None
