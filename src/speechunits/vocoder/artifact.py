@@ -27,6 +27,7 @@ from .unit_mel import UnitMelConfig, UnitToMel
 VOCODER_TYPE = "speechunits-unit-vocoder"
 FORMAT_VERSION = 1
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+ARCHS = ("unit-mel", "code-hifigan")  # units -> mel -> universal HiFi-GAN; units -> waveform (a unit HiFi-GAN)
 BACKEND = {"name": "hifigan-universal-v1", **{k: UNIVERSAL[k] for k in ("package", "file", "sha256")},
            "sampling_rate": 22050, "hop_size": 256}
 
@@ -76,7 +77,8 @@ def save(directory: str | os.PathLike, mel_model: UnitToMel, duration: DurationP
 
 
 def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
-    """``(config, UnitToMel, DurationPredictor | None, speaker_mean | None)`` from a vocoder folder."""
+    """``(config, UnitToMel, DurationPredictor | None, speaker_mean | None)`` from a vocoder folder
+    (for ``"arch": "code-hifigan"`` a :class:`~.code_hifigan.CodeGenerator` in place of the UnitToMel)."""
     d = Path(directory)
     cfg_file, st_file = d / CONFIG_NAME, d / WEIGHTS_NAME
     if not d.is_dir():
@@ -92,7 +94,10 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
                            if isinstance(config, dict) else f"{cfg_file}: expected a JSON object")
     if config.get("format_version") != FORMAT_VERSION:
         raise VocoderError(f"{cfg_file}: format_version {config.get('format_version')!r} is not {FORMAT_VERSION}")
-    if config.get("backend", {}).get("sha256") != UNIVERSAL["sha256"]:
+    arch = config.get("arch", "unit-mel")  # code-hifigan: see code_hifigan_vocoder.py
+    if arch not in ARCHS:
+        raise VocoderError(f"{cfg_file}: unknown vocoder arch {arch!r} (known: {', '.join(ARCHS)})")
+    if arch == "unit-mel" and (config.get("backend") or {}).get("sha256") != UNIVERSAL["sha256"]:
         raise VocoderError(f"{cfg_file}: trained for another HiFi-GAN back end than the pinned universal one")
     try:
         blob = st_file.read_bytes()
@@ -104,6 +109,10 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
                            f"({str(config.get('weights_sha256'))[:16]}...): changed or damaged")
     try:
         tensors = st_load(blob)
+        if arch == "code-hifigan":
+            from .code_hifigan_vocoder import build
+
+            return (config, *build(config, tensors, device))
         mel = UnitToMel(UnitMelConfig.from_dict(config["unit_mel"]))
         mel.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("mel.")})
         dur = None

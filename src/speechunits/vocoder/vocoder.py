@@ -43,6 +43,10 @@ class UnitVocoder:
     def from_pretrained(cls, path: str | os.PathLike, tokenizer=None, device: str | torch.device = "cpu") -> "UnitVocoder":
         """Load a vocoder folder; with ``tokenizer``, refuse one trained on other units."""
         config, mel, dur, spk = artifact.load(path, device)
+        if config.get("arch") == "code-hifigan" and cls is UnitVocoder:  # units -> waveform, no mel
+            from .code_hifigan_vocoder import CodeHiFiGANVocoder
+
+            cls = CodeHiFiGANVocoder
         voc = cls(config, mel, dur, spk, device, Path(path))
         if tokenizer is not None:
             voc.check_tokenizer(tokenizer)
