@@ -98,8 +98,9 @@ def train_code_hifigan(tokenizer, utts: Sequence[Utterance], out: str | os.PathL
         raise ValueError(f"units at {rate} Hz are not a whole number of 16 kHz samples apart; a unit HiFi-GAN "
                          "needs an integer hop")
     rates, kernels = upsampling_for(int(round(hop)))
-    k = int(tokenizer.config()["k"])
-    gcfg = CodeHiFiGANConfig(codebook_sizes=[k] * len(cols), embed_dim=s.embed_dim, speaker_dim=256 if s.speaker else 0,
+    k = tokenizer.config()["k"]  # one int, or one per layer for a multi-layer tokenizer
+    sizes = [int(x) for x in (k if isinstance(k, list) else [k] * n_tok)]
+    gcfg = CodeHiFiGANConfig(codebook_sizes=[sizes[c] for c in cols], embed_dim=s.embed_dim, speaker_dim=256 if s.speaker else 0,
                              layer_dropout=s.layer_dropout, upsample_rates=rates, upsample_kernel_sizes=kernels,
                              upsample_initial_channel=s.channels, unit_rate=rate, unit_offset_s=offset)
 
@@ -125,7 +126,7 @@ def train_code_hifigan(tokenizer, utts: Sequence[Utterance], out: str | os.PathL
     gen = CodeGenerator(gcfg)
     add_weight_norm(gen.body)  # weight norm on the HiFi-GAN body, as it trains; folded when saved
     mpd, msd = normed_discriminators(scale=s.disc_scale)
-    dur = (DurationPredictor(DurationConfig(codebook_size=k, speaker_dim=256 if s.speaker else 0))
+    dur = (DurationPredictor(DurationConfig(codebook_size=gcfg.codebook_sizes[0], speaker_dim=256 if s.speaker else 0))
            if s.duration and len(cols) == 1 else None)
     run_cfg = {"settings": {k_: v for k_, v in asdict(s).items() if k_ != "device"}, "generator": gcfg.to_dict(),
                "tokenizer": fingerprint, "utterances": len(store), "device": s.device}
