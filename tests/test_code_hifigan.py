@@ -24,7 +24,7 @@ from speechunits.vocoder.code_hifigan import (CodeGenerator, CodeHiFiGANConfig, 
                                               feature_loss, generator_loss, normed_discriminators,
                                               strip_weight_norm, upsampling_for)
 from speechunits.vocoder.code_hifigan_train import CodeHiFiGANSettings, train_code_hifigan
-from speechunits.vocoder.code_hifigan_vocoder import CodeHiFiGANVocoder
+from speechunits.vocoder.vocoder import CodeHiFiGANVocoder
 from speechunits.vocoder.duration import runs
 from speechunits.vocoder.hifigan import HiFiGANConfig
 from speechunits.vocoder.mel import log_mel

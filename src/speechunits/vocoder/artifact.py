@@ -5,6 +5,8 @@
 *tokenizer fingerprint*: a hash of the encoder weights, layers, k and codebooks the vocoder was
 trained on. Units from another tokenizer would be spoken as noise, so loading with a tokenizer
 whose fingerprint differs is refused. No pickle anywhere; the folder is untrusted input.
+A unit HiFi-GAN (``"arch": "code-hifigan"``, :func:`save_code_hifigan`) has its generator in
+place of the unit-to-mel model and no back end.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from safetensors.torch import save as st_save
 
 from speechunits.data.atomic import atomic_write_bytes, atomic_write_text
 
+from .code_hifigan import CodeGenerator, CodeHiFiGANConfig
 from .duration import DurationConfig, DurationPredictor
 from .hifigan import UNIVERSAL
 from .unit_mel import UnitMelConfig, UnitToMel
@@ -94,7 +97,7 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
                            if isinstance(config, dict) else f"{cfg_file}: expected a JSON object")
     if config.get("format_version") != FORMAT_VERSION:
         raise VocoderError(f"{cfg_file}: format_version {config.get('format_version')!r} is not {FORMAT_VERSION}")
-    arch = config.get("arch", "unit-mel")  # code-hifigan: see code_hifigan_vocoder.py
+    arch = config.get("arch", "unit-mel")  # code-hifigan: see code_hifigan.py
     if arch not in ARCHS:
         raise VocoderError(f"{cfg_file}: unknown vocoder arch {arch!r} (known: {', '.join(ARCHS)})")
     if arch == "unit-mel" and (config.get("backend") or {}).get("sha256") != UNIVERSAL["sha256"]:
@@ -110,11 +113,11 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
     try:
         tensors = st_load(blob)
         if arch == "code-hifigan":
-            from .code_hifigan_vocoder import build
-
-            return (config, *build(config, tensors, device))
-        mel = UnitToMel(UnitMelConfig.from_dict(config["unit_mel"]))
-        mel.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("mel.")})
+            mel = CodeGenerator(CodeHiFiGANConfig.from_dict(config["code_hifigan"]))
+            mel.load_state_dict({k[10:]: v.float() for k, v in tensors.items() if k.startswith("generator.")})
+        else:
+            mel = UnitToMel(UnitMelConfig.from_dict(config["unit_mel"]))
+            mel.load_state_dict({k[4:]: v.float() for k, v in tensors.items() if k.startswith("mel.")})
         dur = None
         if config.get("duration"):
             dur = DurationPredictor(DurationConfig.from_dict(config["duration"]))
@@ -123,3 +126,27 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
         raise VocoderError(f"{d}: config and weights do not make a vocoder ({str(e).splitlines()[0]})") from None
     spk = tensors.get("speaker_mean")
     return config, mel.eval().to(device), None if dur is None else dur.eval().to(device), spk
+
+
+# -- code-hifigan (``"arch": "code-hifigan"``): the generator is the waveform model ------------------
+def save_code_hifigan(directory: str | os.PathLike, generator: CodeGenerator, duration: DurationPredictor | None,
+                      speaker_mean: torch.Tensor | None, meta: dict) -> Path:
+    """A unit HiFi-GAN folder: ``generator.*`` (weight norm folded, float32), ``duration.*``,
+    ``speaker_mean``; ``config.json`` with ``"arch": "code-hifigan"``, no back end, the generator's
+    settings under ``"code_hifigan"`` and the weights' sha256. ``load`` reads it back."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tensors = {f"generator.{k}": v.detach().cpu().float().contiguous() for k, v in generator.state_dict().items()}
+    if duration is not None:
+        tensors.update({f"duration.{k}": v.detach().cpu().float().contiguous()
+                        for k, v in duration.state_dict().items()})
+    if speaker_mean is not None:
+        tensors["speaker_mean"] = speaker_mean.detach().cpu().float().contiguous()
+    blob = st_save(tensors, metadata={"format": "pt"})
+    atomic_write_bytes(d / WEIGHTS_NAME, blob)
+    config = {"type": VOCODER_TYPE, "format_version": FORMAT_VERSION, "arch": "code-hifigan",
+              "weights_sha256": hashlib.sha256(blob).hexdigest(), "backend": None,
+              "code_hifigan": generator.config.to_dict(),
+              "duration": None if duration is None else duration.config.to_dict(), **meta}
+    atomic_write_text(d / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    return d

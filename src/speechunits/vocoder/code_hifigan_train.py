@@ -44,7 +44,7 @@ from speechunits.encoders.pretrain.loop import RESUMABLE_KEYS, plot_losses, step
 from . import artifact
 from .code_hifigan import (CodeGenerator, CodeHiFiGANConfig, LogMel, add_weight_norm, discriminator_loss,
                            feature_loss, generator_loss, normed_discriminators, strip_weight_norm, upsampling_for)
-from .code_hifigan_vocoder import CodeHiFiGANVocoder, save
+from .vocoder import CodeHiFiGANVocoder
 from .data import FeatureStore, prepare_features
 from .duration import DurationConfig, DurationPredictor, duration_loss, runs
 
@@ -100,7 +100,8 @@ def train_code_hifigan(tokenizer, utts: Sequence[Utterance], out: str | os.PathL
     rates, kernels = upsampling_for(int(round(hop)))
     k = tokenizer.config()["k"]  # one int, or one per layer for a multi-layer tokenizer
     sizes = [int(x) for x in (k if isinstance(k, list) else [k] * n_tok)]
-    gcfg = CodeHiFiGANConfig(codebook_sizes=[sizes[c] for c in cols], embed_dim=s.embed_dim, speaker_dim=256 if s.speaker else 0,
+    gcfg = CodeHiFiGANConfig(codebook_sizes=[sizes[c] for c in cols], embed_dim=s.embed_dim,
+                             speaker_dim=256 if s.speaker else 0,
                              layer_dropout=s.layer_dropout, upsample_rates=rates, upsample_kernel_sizes=kernels,
                              upsample_initial_channel=s.channels, unit_rate=rate, unit_offset_s=offset)
 
@@ -152,7 +153,7 @@ def train_code_hifigan(tokenizer, utts: Sequence[Utterance], out: str | os.PathL
                          "audio_seconds": round(sum(it["seconds"] for it in store.items), 1),
                          "final_mel_l1": float(np.mean([h["mel_l1"] for h in hist[-50:]])),
                          "final_dev_mel_l1": loop.dev_mel_l1}}
-    save(out, plain, None if dur is None else dur.cpu(), spk_mean, meta)
+    artifact.save_code_hifigan(out, plain, None if dur is None else dur.cpu(), spk_mean, meta)
     return CodeHiFiGANVocoder.from_pretrained(out, tokenizer=tokenizer, device=device)
 
 
@@ -322,7 +323,8 @@ class _GANLoop:
                 self.step += 1
                 bar.update(1)
                 bar.set_postfix(mel=f"{rec['mel_l1']:.3f}", d=f"{rec['d_loss']:.2f}", lr=f"{lr:.1e}")
-                if self.s.checkpoint_every > 0 and self.step % self.s.checkpoint_every == 0 and self.step < self.s.steps:
+                every = self.s.checkpoint_every
+                if every > 0 and self.step % every == 0 and self.step < self.s.steps:
                     self.save_checkpoint()
                     self.write_log()
         except KeyboardInterrupt:
@@ -384,7 +386,8 @@ class _GANLoop:
             try:
                 mod.load_state_dict(own)
             except RuntimeError as e:
-                raise ValueError(f"{d}: the checkpoint's {m} does not fit this run ({str(e).splitlines()[0]})") from None
+                why = str(e).splitlines()[0]
+                raise ValueError(f"{d}: the checkpoint's {m} does not fit this run ({why})") from None
         _load_opt(self.opt_g, self.g_params, load_file(str(d / "optimizer_g.safetensors")))
         _load_opt(self.opt_d, self.d_params, load_file(str(d / "optimizer_d.safetensors")))
         self.step, self.history = int(state["step"]), list(state["history"])
@@ -398,7 +401,8 @@ def _opt_tensors(opt: torch.optim.Optimizer, params: dict[str, torch.nn.Paramete
             for n, p in params.items() for k, v in opt.state.get(p, {}).items()}
 
 
-def _load_opt(opt: torch.optim.Optimizer, params: dict[str, torch.nn.Parameter], tensors: dict[str, torch.Tensor]) -> None:
+def _load_opt(opt: torch.optim.Optimizer, params: dict[str, torch.nn.Parameter],
+              tensors: dict[str, torch.Tensor]) -> None:
     for n, p in params.items():
         state = {k.split("::", 1)[1]: v.to(p.device) for k, v in tensors.items() if k.split("::", 1)[0] == n}
         if state:

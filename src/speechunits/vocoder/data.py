@@ -162,7 +162,8 @@ def _write_shard(path: Path, chunk: Sequence[Utterance], frame_units, speaker_em
             errors.append({"id": u.id, "path": str(u.path), "reason": describe_failure(e, "feature extraction")})
             continue
         key = f"u{j}"
-        tensors[f"{key}/units"] = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int32))  # column picks can be F-ordered
+        # contiguous: a pick of columns (some layers of a multi-layer tokenizer) can be F-ordered
+        tensors[f"{key}/units"] = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int32))
         tensors[f"{key}/mel"] = mel.to(torch.float16)
         if spk is not None:
             tensors[f"{key}/speaker"] = torch.as_tensor(np.asarray(spk, dtype=np.float32))
