@@ -287,3 +287,12 @@ def test_cli_trains_a_code_hifigan_and_resynthesizes(corpus, tmp_path, capsys):
     for i in range(2):
         info = sf.info(str(out / f"u{i}.wav"))
         assert info.samplerate == 16000 and info.frames == sf.info(str(audio / f"u{i}.wav")).frames
+
+
+def test_the_module_docstring_example_runs():
+    import doctest
+
+    import speechunits.vocoder.code_hifigan as mod
+
+    res = doctest.testmod(mod)
+    assert res.attempted >= 4 and res.failed == 0
