@@ -29,11 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("inputs", nargs="+", help="audio files, folders or manifests to train on")
     add_tokenizer(t)
     t.add_argument("--out", required=True, help="vocoder folder to write")
-    t.add_argument("--steps", type=positive_int, default=3000)
+    t.add_argument("--arch", choices=("unit-mel", "code-hifigan"), default="unit-mel",
+                   help="unit-mel (default): units -> mel -> the pretrained universal HiFi-GAN, trains on CPU; "
+                   "code-hifigan: an end-to-end unit HiFi-GAN with its discriminators (GAN; needs a GPU, "
+                   "--device cuda, and ~100k+ steps; see docs/code_hifigan.md)")
+    t.add_argument("--steps", type=positive_int, default=None, help="default 3000 (unit-mel), 100000 (code-hifigan)")
     t.add_argument("--batch", type=positive_int, default=16, help="crops per step")
-    t.add_argument("--crop", type=float, default=2.0, help="seconds per crop")
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--dim", type=positive_int, default=256)
+    t.add_argument("--crop", type=float, default=None,
+                   help="seconds per crop: default 2.0 (unit-mel), 0.56 = 8960 samples (code-hifigan)")
+    t.add_argument("--lr", type=float, default=None, help="default 2e-3 (unit-mel), 2e-4 (code-hifigan)")
+    t.add_argument("--dim", type=positive_int, default=None,
+                   help="model width: default 256 (unit-mel), unit embedding 128 (code-hifigan)")
+    t.add_argument("--channels", type=positive_int, default=512,
+                   help="code-hifigan: the generator's first upsampling channels (HiFi-GAN V1: 512)")
+    t.add_argument("--disc-scale", type=float, default=1.0,
+                   help="code-hifigan: width of the discriminators relative to HiFi-GAN's (default 1)")
     t.add_argument("--layer-dropout", type=float, default=0.5, help="multi-layer units: chance to drop each layer")
     t.add_argument("--unit-layers", type=int, nargs="+", default=None, metavar="I",
                    help="multi-layer tokenizers: train on these of its layers only (0-based positions in its "
@@ -73,12 +83,33 @@ def run_train(args: argparse.Namespace) -> int:
 
     utts = gather_inputs(args.inputs)
     tok = open_tokenizer(args, device=args.device)
-    s = VocoderSettings(steps=args.steps, batch=args.batch, crop_s=args.crop, lr=args.lr, dim=args.dim,
+    if args.arch == "code-hifigan":
+        return _train_code_hifigan(args, utts, tok)
+    s = VocoderSettings(steps=args.steps or 3000, batch=args.batch, crop_s=args.crop or 2.0, lr=args.lr or 2e-3,
+                        dim=args.dim or 256,
                         layer_dropout=args.layer_dropout, speaker=not args.no_speaker, duration=not args.no_duration,
                         seed=args.seed, checkpoint_every=args.checkpoint_every, device=args.device,
                         unit_layers=args.unit_layers)
     train_vocoder(tok, utts, args.out, s, source=str(args.tokenizer), progress=not args.no_progress,
                   resume=not args.no_resume)
+    return _trained(args)
+
+
+def _train_code_hifigan(args: argparse.Namespace, utts, tok) -> int:
+    from speechunits.vocoder.code_hifigan_train import CodeHiFiGANSettings, train_code_hifigan
+
+    s = CodeHiFiGANSettings(steps=args.steps or 100_000, batch=args.batch, segment_s=args.crop or 0.56,
+                            lr=args.lr or 2e-4, embed_dim=args.dim or 128, channels=args.channels,
+                            disc_scale=args.disc_scale,
+                            layer_dropout=args.layer_dropout, speaker=not args.no_speaker,
+                            duration=not args.no_duration, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                            device=args.device, unit_layers=args.unit_layers)
+    train_code_hifigan(tok, utts, args.out, s, source=str(args.tokenizer), progress=not args.no_progress,
+                       resume=not args.no_resume)
+    return _trained(args)
+
+
+def _trained(args: argparse.Namespace) -> int:
     print(f"vocoder written to {args.out} (loss curve: {Path(args.out) / 'training' / 'loss.png'})")
     errors = Path(args.out) / "features" / "errors.jsonl"
     failed = [json.loads(x) for x in errors.read_text().splitlines()] if errors.exists() else []

@@ -49,6 +49,7 @@ class Example:
     units: torch.Tensor  # [T, L] int64
     mel: torch.Tensor  # [n_mels, M] float32
     speaker: torch.Tensor | None  # [S] float32
+    audio: torch.Tensor | None = None  # [N] float32 at 16 kHz (stored as int16; code-hifigan only)
 
 
 class FeatureStore:
@@ -79,8 +80,9 @@ class FeatureStore:
         f = self._handle(it["shard"])
         key = it["key"]
         spk = f"{key}/speaker" if it.get("speaker") else None
+        audio = f.get_tensor(f"{key}/audio").float() / 32768.0 if it.get("audio") else None
         return Example(it["id"], f.get_tensor(f"{key}/units").long(), f.get_tensor(f"{key}/mel").float(),
-                       f.get_tensor(spk).float() if spk else None)
+                       f.get_tensor(spk).float() if spk else None, audio)
 
     @property
     def unit_frames(self) -> np.ndarray:
@@ -99,17 +101,21 @@ def prepare_features(
     speaker_embed: Callable[[np.ndarray], np.ndarray] | None = None,
     shard_size: int = 32,
     progress: bool = True,
+    keep_audio: bool = False,
 ) -> FeatureStore:
     """Write (or complete) the feature folder for ``utts``; returns a :class:`FeatureStore`.
 
     ``frame_units(wave) -> [T] or [T, L]`` ids; ``fingerprint`` names the tokenizer: a folder made
-    for another tokenizer (or other utterances) is refused rather than mixed.
+    for another tokenizer (or other utterances) is refused rather than mixed. ``keep_audio`` also
+    stores each 16 kHz waveform (int16), for vocoders that learn the waveform itself.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ids = [u.id for u in utts]
     plan = {"format_version": FORMAT_VERSION, "tokenizer": fingerprint, "speaker": speaker_embed is not None,
             "utterances": ids, "shard_size": shard_size}
+    if keep_audio:  # only when asked, so folders prepared without it keep their plan
+        plan["audio"] = True
     plan_file = folder / "plan.json"
     if plan_file.exists():
         old = json.loads(plan_file.read_text(encoding="utf-8"))
@@ -127,7 +133,7 @@ def prepare_features(
         if meta_file.exists() and (folder / name).exists():
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
         else:
-            meta = _write_shard(folder / name, chunk, frame_units, speaker_embed)
+            meta = _write_shard(folder / name, chunk, frame_units, speaker_embed, keep_audio)
             atomic_write_text(meta_file, json.dumps(meta) + "\n")
         shards.append({"shard": name, "items": meta["items"]})
         errors += meta["errors"]
@@ -138,7 +144,7 @@ def prepare_features(
     return FeatureStore(folder)
 
 
-def _write_shard(path: Path, chunk: Sequence[Utterance], frame_units, speaker_embed) -> dict:
+def _write_shard(path: Path, chunk: Sequence[Utterance], frame_units, speaker_embed, keep_audio: bool = False) -> dict:
     tensors, items, errors = {}, [], []
     for j, item in enumerate(iter_audio(chunk, workers=1)):
         u = item.utt
@@ -156,12 +162,16 @@ def _write_shard(path: Path, chunk: Sequence[Utterance], frame_units, speaker_em
             errors.append({"id": u.id, "path": str(u.path), "reason": describe_failure(e, "feature extraction")})
             continue
         key = f"u{j}"
-        tensors[f"{key}/units"] = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int32))  # column picks can be F-ordered
+        # contiguous: a pick of columns (some layers of a multi-layer tokenizer) can be F-ordered
+        tensors[f"{key}/units"] = torch.from_numpy(np.ascontiguousarray(ids, dtype=np.int32))
         tensors[f"{key}/mel"] = mel.to(torch.float16)
         if spk is not None:
             tensors[f"{key}/speaker"] = torch.as_tensor(np.asarray(spk, dtype=np.float32))
+        if keep_audio:
+            pcm = np.clip(np.round(np.asarray(item.wave, dtype=np.float64) * 32768.0), -32768, 32767)
+            tensors[f"{key}/audio"] = torch.from_numpy(pcm.astype(np.int16))
         items.append({"id": u.id, "key": key, "shard": path.name, "unit_frames": int(len(ids)),
-                      "mel_frames": int(mel.shape[1]), "speaker": spk is not None,
+                      "mel_frames": int(mel.shape[1]), "speaker": spk is not None, "audio": keep_audio,
                       "seconds": round(len(item.wave) / 16000, 3)})
     atomic_write_bytes(path, st_save(tensors) if tensors else st_save({"empty": torch.zeros(0)}))
     return {"items": items, "errors": errors}

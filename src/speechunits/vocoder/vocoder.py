@@ -43,6 +43,8 @@ class UnitVocoder:
     def from_pretrained(cls, path: str | os.PathLike, tokenizer=None, device: str | torch.device = "cpu") -> "UnitVocoder":
         """Load a vocoder folder; with ``tokenizer``, refuse one trained on other units."""
         config, mel, dur, spk = artifact.load(path, device)
+        if config.get("arch") == "code-hifigan" and cls is UnitVocoder:  # units -> waveform, no mel
+            cls = CodeHiFiGANVocoder
         voc = cls(config, mel, dur, spk, device, Path(path))
         if tokenizer is not None:
             voc.check_tokenizer(tokenizer)
@@ -153,4 +155,57 @@ class UnitVocoder:
         # one mel frame more than the input's own mels, so the output covers every input sample
         mel = self.units_to_mel(units, spk, layers, mel_frames=num_frames(len(wave)) + 1)
         out = self.mel_to_wave(mel)
+        return np.pad(out, (0, max(0, len(wave) - len(out))))[: len(wave)]
+
+
+# -- code-hifigan: a unit HiFi-GAN folder (see code_hifigan.py, docs/code_hifigan.md) -------------------
+class CodeHiFiGANVocoder(UnitVocoder):
+    """Frame units (+ speaker) -> 16 kHz waveform through a trained unit HiFi-GAN
+    (:class:`~speechunits.vocoder.code_hifigan.CodeGenerator`; ``vocoder train --arch code-hifigan``).
+
+    Speaker handling, unit checks and de-duplicated units (duration predictor) are the
+    :class:`UnitVocoder`'s; only the synthesis differs. ``mel_to_wave`` is inherited: the
+    universal HiFi-GAN's copy-synthesis stays available as the evaluation's topline.
+    """
+
+    @property
+    def generator(self):
+        return self.mel_model
+
+    def units_to_mel(self, *args, **kwargs):
+        raise artifact.VocoderError(f"{self.path}: a code-hifigan vocoder makes the waveform directly (no mel)")
+
+    @torch.inference_mode()
+    def units_to_wave(self, units: np.ndarray, speaker: torch.Tensor | None = None,
+                      layers: Sequence[int] | None = None, frames: int | None = None) -> np.ndarray:
+        """Float32 waveform of ``frames * hop`` samples for frame-level ``[T, L]`` units; with
+        ``frames`` above ``T`` the last unit is held (to cover the tail of an input)."""
+        u = torch.as_tensor(np.asarray(units), dtype=torch.long)
+        u = u[:, None] if u.ndim == 1 else u
+        if frames is not None and frames > len(u):
+            u = torch.cat([u, u[-1:].expand(frames - len(u), -1)])
+        g = self.generator
+        keep = None if layers is None else g.layer_keep(1, list(layers), device=self.device)
+        spk = None if speaker is None else speaker.float().to(self.device)[None]
+        y = g(u[None].to(self.device), spk, keep)
+        return np.clip(y[0, 0].float().cpu().numpy(), -1.0, 1.0)
+
+    def synthesize(self, units: np.ndarray, *, dedup: bool = False, speaker_wave: np.ndarray | None = None,
+                   layers: Sequence[int] | None = None, speed: float = 1.0) -> np.ndarray:
+        """16 kHz speech for ``units`` (``dedup``: run lengths are predicted): ``hop`` samples a frame."""
+        spk = self.speaker_embedding(speaker_wave)
+        frames = self.frame_units(units, dedup=dedup, speaker=spk, speed=speed)
+        return self.units_to_wave(frames, spk, layers)
+
+    def resynthesize(self, wave: np.ndarray, tokenizer, *, speaker_wave: np.ndarray | None = None,
+                     layers: Sequence[int] | None = None) -> np.ndarray:
+        """Audio -> the tokenizer's frame units -> speech of the same length, time-aligned with the
+        input (the output of unit ``i`` is placed where its window was centred)."""
+        units = self.frame_units(self.select_layers(tokenizer.frame_units([wave])[0]))
+        spk = self.speaker_embedding(wave if speaker_wave is None else speaker_wave)
+        c = self.generator.config
+        shift = c.shift
+        frames = max(len(units), -(-(len(wave) - shift) // c.hop))  # cover every input sample
+        out = self.units_to_wave(units, spk, layers, frames)
+        out = out[-shift:] if shift < 0 else np.pad(out, (shift, 0))
         return np.pad(out, (0, max(0, len(wave) - len(out))))[: len(wave)]
