@@ -39,14 +39,14 @@ import torch
 
 from speechunits.data.atomic import atomic_write_text, replace_dir
 from speechunits.data.manifest import Utterance
-from speechunits.encoders.pretrain.loop import RESUMABLE_KEYS, plot_losses, step_rng, step_seed
+from speechunits.encoders.pretrain.loop import check_resume_config, plot_losses, step_rng, step_seed
 
 from . import artifact
 from .code_hifigan import (CodeGenerator, CodeHiFiGANConfig, LogMel, add_weight_norm, discriminator_loss,
                            feature_loss, generator_loss, normed_discriminators, strip_weight_norm, upsampling_for)
 from .vocoder import CodeHiFiGANVocoder
 from .data import FeatureStore, prepare_features
-from .duration import DurationConfig, DurationPredictor, duration_loss, runs
+from .duration import DurationConfig, DurationPredictor, duration_loss, run_length_batch
 
 log = logging.getLogger("speechunits.vocoder")
 
@@ -187,20 +187,7 @@ class _Segments:
         return {"units": torch.stack(units).to(d), "audio": torch.stack(audio)[:, None].to(d), "speaker": spk}
 
     def runs(self, which: np.ndarray) -> dict:
-        seqs, durs, spk = [], [], []
-        for i in which:
-            ex = self.store.get(int(i))
-            u, dur = runs(ex.units[:, 0].numpy())
-            seqs.append(torch.from_numpy(u))
-            durs.append(torch.from_numpy(dur))
-            spk.append(ex.speaker)
-        n = max(len(u) for u in seqs)
-        U, D = torch.zeros(len(seqs), n, dtype=torch.long), torch.zeros(len(seqs), n, dtype=torch.long)
-        for i, (u, dur) in enumerate(zip(seqs, durs)):
-            U[i, : len(u)], D[i, : len(dur)] = u, dur
-        d = self.device
-        return {"units": U.to(d), "durations": D.to(d), "lengths": torch.tensor([len(u) for u in seqs], device=d),
-                "speaker": torch.stack(spk).to(d) if spk[0] is not None else None}
+        return run_length_batch(self.store, which, self.device)
 
 
 class _GANLoop:
@@ -376,12 +363,7 @@ class _GANLoop:
         if not (d / "state.json").is_file():
             return False
         state = json.loads((d / "state.json").read_text())
-        old = {k: v for k, v in state.get("config", {}).items() if k not in RESUMABLE_KEYS}
-        new = {k: v for k, v in json.loads(json.dumps(self.config)).items() if k not in RESUMABLE_KEYS}
-        if old != new or int(state["steps"]) != self.s.steps:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)) or ["steps"]
-            raise ValueError(f"{d}: the checkpoint was made by a run with other settings ({', '.join(diff)}); "
-                             "use another output folder, or resume=False to start over")
+        check_resume_config(state, d, self.config, self.s.seed, self.s.steps)
         tensors = load_file(str(d / "models.safetensors"))
         for m, mod in self.modules.items():
             own = {k[len(m) + 1 :]: v for k, v in tensors.items() if k.startswith(m + ".")}

@@ -98,6 +98,24 @@ class DurationPredictor(nn.Module):
         return torch.clamp(torch.round(torch.expm1(logd) / speed), min=1).long().cpu().numpy()
 
 
+def run_length_batch(store, which: np.ndarray, device: torch.device) -> dict:
+    """Whole utterances of a feature store as de-duplicated units, run lengths and speakers."""
+    seqs, durs, spk = [], [], []
+    for i in which:
+        ex = store.get(int(i))
+        u, d = runs(ex.units[:, 0].numpy())
+        seqs.append(torch.from_numpy(u))
+        durs.append(torch.from_numpy(d))
+        spk.append(ex.speaker)
+    n = max(len(u) for u in seqs)
+    U, D = torch.zeros(len(seqs), n, dtype=torch.long), torch.zeros(len(seqs), n, dtype=torch.long)
+    for i, (u, d) in enumerate(zip(seqs, durs)):
+        U[i, : len(u)], D[i, : len(d)] = u, d
+    return {"units": U.to(device), "durations": D.to(device),
+            "lengths": torch.tensor([len(u) for u in seqs], device=device),
+            "speaker": torch.stack(spk).to(device) if spk[0] is not None else None}
+
+
 def duration_loss(pred: torch.Tensor, durations: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """MSE between predicted and true ``log(1 + d)`` over the real units."""
     mask = (torch.arange(pred.shape[1], device=pred.device)[None] < lengths[:, None]).float()

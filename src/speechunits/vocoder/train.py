@@ -26,7 +26,7 @@ from speechunits.encoders.pretrain.loop import Trainer, step_rng
 
 from . import artifact
 from .data import FeatureStore, mel_unit_index, prepare_features
-from .duration import DurationConfig, DurationPredictor, duration_loss, runs
+from .duration import DurationConfig, DurationPredictor, duration_loss, run_length_batch
 from .unit_mel import UnitMelConfig, UnitToMel, mel_loss
 from .vocoder import UnitVocoder
 
@@ -194,20 +194,7 @@ class _Batcher:
                 "speaker": torch.stack(spk).to(d) if spk[0] is not None else None}
 
     def runs(self, which: np.ndarray) -> dict:
-        seqs, durs, spk = [], [], []
-        for i in which:
-            ex = self.store.get(int(i))
-            u, d = runs(ex.units[:, 0].numpy())
-            seqs.append(torch.from_numpy(u))
-            durs.append(torch.from_numpy(d))
-            spk.append(ex.speaker)
-        N = max(len(u) for u in seqs)
-        U, D = torch.zeros(len(seqs), N, dtype=torch.long), torch.zeros(len(seqs), N, dtype=torch.long)
-        for i, (u, d) in enumerate(zip(seqs, durs)):
-            U[i, : len(u)], D[i, : len(d)] = u, d
-        dev = self.device
-        return {"units": U.to(dev), "durations": D.to(dev), "lengths": torch.tensor([len(u) for u in seqs], device=dev),
-                "speaker": torch.stack(spk).to(dev) if spk[0] is not None else None}
+        return run_length_batch(self.store, which, self.device)
 
     @torch.no_grad()
     def dev_l1(self, model: UnitToMel, dev: np.ndarray) -> float:

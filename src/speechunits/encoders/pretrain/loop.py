@@ -102,6 +102,19 @@ def plot_losses(history: list[dict], path: str | os.PathLike, title: str = "") -
     return True
 
 
+def check_resume_config(state: dict, d: Path, config: dict, seed: int, steps: int) -> None:
+    """Refuse to resume from a checkpoint (``state.json`` of folder ``d``) made with other settings
+    than ``config`` (keys outside ``RESUMABLE_KEYS``), seed or number of steps, naming them."""
+    old = {k: v for k, v in state.get("config", {}).items() if k not in RESUMABLE_KEYS}
+    new = {k: v for k, v in json.loads(json.dumps(config)).items() if k not in RESUMABLE_KEYS}
+    if old != new or int(state["seed"]) != seed or int(state["steps"]) != steps:
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if int(state["steps"]) != steps:
+            diff.append("steps")
+        raise ValueError(f"{d}: the checkpoint was made by a run with other settings ({', '.join(diff) or 'seed'}); "
+                         "use another output folder, or resume=False to start over")
+
+
 class Trainer:
     """AdamW over named parameters, driven by ``loss_fn(step) -> (loss, metrics)``.
 
@@ -206,14 +219,7 @@ class Trainer:
         return True
 
     def _check_config(self, state: dict, d: Path) -> None:
-        old = {k: v for k, v in state.get("config", {}).items() if k not in RESUMABLE_KEYS}
-        new = {k: v for k, v in json.loads(json.dumps(self.config)).items() if k not in RESUMABLE_KEYS}
-        if old != new or int(state["seed"]) != self.seed or int(state["steps"]) != self.steps:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            if int(state["steps"]) != self.steps:
-                diff.append("steps")
-            raise ValueError(f"{d}: the checkpoint was made by a run with other settings ({', '.join(diff) or 'seed'}); "
-                             "use another output folder, or resume=False to start over")
+        check_resume_config(state, d, self.config, self.seed, self.steps)
 
     def _optimizer_tensors(self) -> dict[str, torch.Tensor]:
         out = {}
