@@ -16,12 +16,12 @@ from speechunits.data.manifest import Utterance
 from speechunits.encoders import load_encoder
 from speechunits.fit import fit_tokenizer
 from speechunits.vocoder import artifact
-from speechunits.vocoder.data import mel_unit_index
+
 from speechunits.vocoder.duration import DurationConfig, DurationPredictor, duration_loss, expand, runs
 from speechunits.vocoder.hifigan import HiFiGANConfig, HiFiGANGenerator, fold_weight_norm
 from speechunits.vocoder.mel import log_mel, num_frames
 from speechunits.vocoder.train import VocoderSettings, train_vocoder
-from speechunits.vocoder.unit_mel import UnitMelConfig, UnitToMel, mel_loss
+from speechunits.vocoder.unit_mel import UnitMelConfig, UnitToMel, mel_loss, mel_unit_index
 from speechunits.vocoder.vocoder import UnitVocoder
 from test_tokenizer import speechlike
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from speechunits.cli._common import add_device, add_tokenizer, gather_inputs, open_tokenizer, positive_int, print_failures
@@ -135,6 +134,3 @@ def run_resynth(args: argparse.Namespace) -> int:
         return print_failures(f"{len(report['failed'])} input(s) failed (see {out / 'errors.jsonl'}):", report["failed"])
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(2)

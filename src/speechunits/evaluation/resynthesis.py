@@ -25,7 +25,7 @@ from speechunits.metrics.resynthesis import resynthesis_scores
 log = logging.getLogger("speechunits.evaluation")
 
 
-def _scorers() -> tuple[dict[str, Any], list[str]]:
+def load_scorers() -> tuple[dict[str, Any], list[str]]:
     """The ASR, speaker encoder and DNSMOS that are installed, and why the others are not used."""
     scorers, notes = {}, []
     from speechunits.encoders.speaker import SpeakerEncoder
@@ -57,14 +57,16 @@ def _subset(n: int, seconds_each: list[float], budget: float | None, seed: int) 
 
 def resynthesis_section(vocoder: Any, tok: Any, ds: Any, *, seconds: float | None, examples: int, out: Path,
                         slug: str, seed: int = 0, conversion: bool = True,
-                        layers: list[int] | None = None) -> dict[str, Any]:
-    """Scores of ``vocoder`` on ``ds`` (an ``EvalData``), toplines, voice conversion, audio examples."""
+                        layers: list[int] | None = None,
+                        scorers: tuple[dict[str, Any], list[str]] | None = None) -> dict[str, Any]:
+    """Scores of ``vocoder`` on ``ds`` (an ``EvalData``), toplines, voice conversion, audio examples.
+    ``scorers``: what :func:`load_scorers` returns, loaded once for every dataset of a run."""
     from speechunits.vocoder.mel import log_mel
     from speechunits.vocoder.resynth import write_wav
 
     secs = [len(w) / 16000 for w in ds.waves]
     idx = _subset(len(ds.waves), secs, seconds, seed)
-    scorers, notes = _scorers()
+    scorers, notes = scorers or load_scorers()
     t0 = time.perf_counter()
     resynth, failed = {}, []
     for i in idx:

@@ -105,18 +105,20 @@ def evaluate(
     distortions = [parse_distortion(d) for d in cfg.distortions]
     out = Path(out)
     lm_train, lm_desc, lm_data = _lm_training_units(tokenizer, cfg)
-    vocoder = None
+    resynth = None  # (the vocoder, the scorers): loaded once for every dataset
     if cfg.vocoder and "resynthesis" not in cfg.skip:  # loaded (and checked) before any data is
         from speechunits.vocoder.resynth import resolve
         from speechunits.vocoder.vocoder import UnitVocoder
 
-        vocoder = UnitVocoder.from_pretrained(resolve(cfg.vocoder), tokenizer=tokenizer)
+        from .resynthesis import load_scorers
+
+        resynth = (UnitVocoder.from_pretrained(resolve(cfg.vocoder), tokenizer=tokenizer), load_scorers())
     datasets: list[dict[str, Any]] = []
     for src in data:
         ds = src if isinstance(src, EvalData) else None
         names = {d["data"]["name"] for d in datasets}
         datasets.append(_evaluate_dataset(tokenizer, ds, src, cfg, distortions, lm_train, lm_desc, out, names,
-                                          vocoder))
+                                          resynth))
     cfg_tok = tokenizer.config()
     metrics = {
         "schema": SCHEMA,
@@ -146,7 +148,7 @@ def evaluate(
 # --------------------------------------------------------------------------- one dataset
 def _evaluate_dataset(tok: Any, ds: EvalData | None, src: Any, cfg: EvalConfig, distortions: list,
                       lm_train: list[np.ndarray] | None, lm_desc: str, out: Path, taken: set[str],
-                      vocoder: Any = None) -> dict[str, Any]:
+                      resynth: tuple | None = None) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t = time.perf_counter()
     if ds is None:
@@ -191,13 +193,13 @@ def _evaluate_dataset(tok: Any, ds: EvalData | None, src: Any, cfg: EvalConfig, 
             sec["plots"] += ued_plot(out, slugs[layer], sec["robustness"], f"{ds.name}, layer {layer}")
         timings["plots"] = timings.get("plots", 0.0) + time.perf_counter() - t
     _speed(tok, ds, units, cfg, result, timings)
-    if vocoder is not None:
+    if resynth is not None:
         from .resynthesis import resynthesis_section
 
         t = time.perf_counter()
-        result["resynthesis"] = resynthesis_section(vocoder, tok, ds, seconds=cfg.resynthesis_seconds,
+        result["resynthesis"] = resynthesis_section(resynth[0], tok, ds, seconds=cfg.resynthesis_seconds,
                                                     examples=cfg.resynthesis_examples, out=out, slug=slug,
-                                                    seed=cfg.seed, layers=cfg.vocoder_layers)
+                                                    seed=cfg.seed, layers=cfg.vocoder_layers, scorers=resynth[1])
         timings["resynthesis"] = time.perf_counter() - t
     result["timings_s"] = timings
     result["timings_s"]["total"] = sum(timings.values())

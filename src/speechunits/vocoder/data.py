@@ -7,7 +7,7 @@ preparation resumes; an utterance that fails is recorded (``errors.jsonl``) and 
 :class:`FeatureStore` reads them back lazily (one shard open at a time), so the corpus never
 has to fit in memory.
 
-``mel_unit_index`` maps every mel frame to the unit frame nearest its centre, from the two
+``unit_mel.mel_unit_index`` maps every mel frame to the unit frame nearest its centre, from the two
 framings; crops for training keep this global map, so a crop sees exactly the alignment that
 synthesis of the whole utterance uses.
 """
@@ -34,13 +34,6 @@ from .mel import log_mel
 
 INDEX = "index.json"
 FORMAT_VERSION = 1
-
-
-def mel_unit_index(mel_frames: int, unit_frames: int, unit_rate: float, unit_offset_s: float,
-                   mel_rate: float, mel_offset_s: float) -> np.ndarray:
-    """``[mel_frames]`` int64: the unit frame whose centre is nearest each mel frame's centre."""
-    t = np.arange(mel_frames) / mel_rate + mel_offset_s
-    return np.clip(np.round((t - unit_offset_s) * unit_rate), 0, max(unit_frames - 1, 0)).astype(np.int64)
 
 
 @dataclass

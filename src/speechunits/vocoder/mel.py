@@ -4,7 +4,7 @@ HiFi-GAN's own ``mel_spectrogram`` (meldataset.py): speech at 22.05 kHz, reflect
 ``(n_fft - hop) / 2`` = 384 samples each side, STFT with ``center=False`` (Hann window 1024,
 hop 256), magnitude ``sqrt(re^2 + im^2 + 1e-9)``, 80 Slaney mel bands 0-8000 Hz, ``log`` clamped
 at 1e-5. ``n`` samples at 22.05 kHz give ``n // 256`` frames; frame ``j`` is centred on sample
-``256 j + 128`` (the ``center_seconds`` below). The copy-synthesis topline is
+``256 j + 128``. The copy-synthesis topline is
 ``to_16k(generator(log_mel(wave)))``.
 
 Example:
@@ -38,12 +38,6 @@ def num_frames(num_samples_16k: int, config: HiFiGANConfig | None = None) -> int
     c = config or HiFiGANConfig()
     n22 = int(round(num_samples_16k * c.sampling_rate / SOURCE_RATE))
     return n22 // c.hop_size
-
-
-def center_seconds(frames: int, config: HiFiGANConfig | None = None) -> np.ndarray:
-    """Time (s) of the centre of each mel frame."""
-    c = config or HiFiGANConfig()
-    return (np.arange(frames) * c.hop_size + c.hop_size / 2) / c.sampling_rate
 
 
 def log_mel(wave: np.ndarray | torch.Tensor, config: HiFiGANConfig | None = None,

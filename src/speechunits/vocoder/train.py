@@ -11,7 +11,6 @@ resumed run continues exactly.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
@@ -25,9 +24,9 @@ from speechunits.data.manifest import Utterance
 from speechunits.encoders.pretrain.loop import Trainer, step_rng
 
 from . import artifact
-from .data import FeatureStore, mel_unit_index, prepare_features
+from .data import FeatureStore, prepare_features
 from .duration import DurationConfig, DurationPredictor, duration_loss, run_length_batch
-from .unit_mel import UnitMelConfig, UnitToMel, mel_loss
+from .unit_mel import UnitMelConfig, UnitToMel, mel_loss, mel_unit_index
 from .vocoder import UnitVocoder
 
 log = logging.getLogger("speechunits.vocoder")
@@ -213,6 +212,3 @@ class _Batcher:
         model.train(was)
         return total / max(frames, 1)
 
-
-def write_settings(path: Path, settings: VocoderSettings) -> None:
-    path.write_text(json.dumps(asdict(settings), indent=2) + "\n")

@@ -27,9 +27,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def mel_unit_index(mel_frames: int, unit_frames: int, unit_rate: float, unit_offset_s: float,
+                   mel_rate: float, mel_offset_s: float) -> np.ndarray:
+    """``[mel_frames]`` int64: the unit frame whose centre is nearest each mel frame's centre."""
+    t = np.arange(mel_frames) / mel_rate + mel_offset_s
+    return np.clip(np.round((t - unit_offset_s) * unit_rate), 0, max(unit_frames - 1, 0)).astype(np.int64)
 
 
 @dataclass
@@ -121,9 +129,9 @@ class UnitToMel(nn.Module):
     def unit_index(self, mel_frames: int, unit_frames: torch.Tensor) -> torch.Tensor:
         """``[B, M]``: the unit frame whose centre is nearest each mel frame's centre."""
         c = self.config
-        t = torch.arange(mel_frames, device=unit_frames.device) / c.mel_rate + c.mel_offset_s
-        idx = torch.round((t - c.unit_offset_s) * c.unit_rate).long()
-        return torch.minimum(idx.clamp_min(0)[None, :], (unit_frames - 1).clamp_min(0)[:, None])
+        rows = [mel_unit_index(mel_frames, int(n), c.unit_rate, c.unit_offset_s, c.mel_rate, c.mel_offset_s)
+                for n in unit_frames.tolist()]
+        return torch.from_numpy(np.stack(rows)).to(unit_frames.device)
 
     def layer_keep(self, batch: int, layers: list[int] | None, generator: torch.Generator | None,
                    device: torch.device) -> torch.Tensor | None:
