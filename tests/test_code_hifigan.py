@@ -126,16 +126,9 @@ def test_loss_mel_is_hifigans_mel_at_16k():
 # -- training, artifact, resume -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("chg_audio")
-    waves = [speechlike(n, s) for s, n in enumerate([16000, 14000, 18000, 12000, 15000])]  # 5: one held out
-    utts = []
-    for i, w in enumerate(waves):
-        sf.write(d / f"u{i}.wav", w, 16000)
-        utts.append(Utterance(f"u{i}", d / f"u{i}.wav"))
-    tok = fit_tokenizer(load_encoder("mfcc"), waves, layers=[0], k=16, seed=0)
-    tok_dir = d / "tok"
-    tok.save_pretrained(tok_dir)
-    return d, utts, tok, tok_dir, waves
+    from test_vocoder import write_corpus
+
+    return write_corpus(tmp_path_factory.mktemp("chg_audio"), [16000, 14000, 18000, 12000, 15000])  # 5: one held out
 
 
 @pytest.fixture(scope="module")

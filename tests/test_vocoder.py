@@ -171,18 +171,21 @@ def test_duration_predictor_learns_unit_specific_lengths():
 
 
 # -- training, artifact, resume -------------------------------------------------------------
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("voc_audio")
-    waves = [speechlike(n, s) for s, n in enumerate([24000, 20000, 28000, 18000, 22000])]
+def write_corpus(d, lengths):
+    """Speech-like WAVs ``d/u{i}.wav`` and an MFCC k-means (k = 16) tokenizer saved in ``d/tok``."""
+    waves = [speechlike(n, s) for s, n in enumerate(lengths)]
     utts = []
     for i, w in enumerate(waves):
         sf.write(d / f"u{i}.wav", w, 16000)
         utts.append(Utterance(f"u{i}", d / f"u{i}.wav"))
     tok = fit_tokenizer(load_encoder("mfcc"), waves, layers=[0], k=16, seed=0)
-    tok_dir = d / "tok"
-    tok.save_pretrained(tok_dir)
-    return d, utts, tok, tok_dir, waves
+    tok.save_pretrained(d / "tok")
+    return d, utts, tok, d / "tok", waves
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("voc_audio"), [24000, 20000, 28000, 18000, 22000])
 
 
 @pytest.fixture(scope="module")
