@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "default-vocoder", help="the bundled default vocoder",
         description="Train the vocoder bundled for the default tokenizer: a speaker-conditioned unit-to-mel "
         "model + duration predictor in front of the universal HiFi-GAN, on librispeech-mini train-clean-100 "
-        "of ../shared/data. --scale full: 4000 steps (about 45 min on one thread); --scale tiny: seconds. "
+        "of ../shared/data. --scale full: 4000 steps (70 min measured on one thread beside other jobs); --scale tiny: seconds. "
         "Resumable. Writes OUT/vocoder (config.json, model.safetensors, README.md), OUT/run (features, "
         "training curve) and OUT/recipe.json.")
     v.add_argument("--out", required=True, help="working folder")

@@ -3,7 +3,7 @@
 Trains a speaker-conditioned unit-to-mel model (+ duration predictor) for the bundled default
 tokenizer (k-means 500 on Whisper tiny.en layer 3) on ``librispeech-mini/train-clean-100`` of
 ``../shared/data`` (251 speakers, 52 min), in front of the universal HiFi-GAN. ``--scale full``:
-4000 steps of 16 two-second crops (about 36 h of crops, 40 passes over the data; about 45 min on
+4000 steps of 16 two-second crops (about 36 h of crops, 40 passes over the data; 70 min measured on
 one thread); ``--scale tiny``: the same stages on 6 utterances in seconds (tests). Resumable.
 Writes ``OUT/vocoder`` (config.json, model.safetensors, README.md) and ``OUT/recipe.json``.
 """

@@ -1,8 +1,8 @@
-"""Running the universal HiFi-GAN: ONNX Runtime on CPU (1.35-1.85x faster than torch here), torch on GPU.
+"""Running the universal HiFi-GAN: ONNX Runtime on CPU (1.37x faster than torch here), torch on GPU.
 
 On CPU the generator is exported once to ONNX (``$SPEECHUNITS_CACHE/hifigan/``, its sha256 kept
 beside it and checked on every load; a mismatch re-exports) and run with ONNX Runtime's CPU
-provider, which measured RTF 0.32 on 2 threads against torch's 0.59 (BENCHMARKS.md). Where
+provider: RTF 0.349 on 2 threads against torch's 0.478 (benchmarks/bench_vocoder.py, BENCHMARKS.md). Where
 ``onnx``/``onnxruntime`` are missing, or ``SPEECHUNITS_VOCODER_BACKEND=torch``, torch runs it.
 """
 
