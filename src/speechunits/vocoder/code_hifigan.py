@@ -6,7 +6,7 @@ Polyak et al. 2021 ("Speech Resynthesis from Discrete Disentangled Self-Supervis
 on top of HiFi-GAN V1 (Kong et al. 2020). Everything that defines the model is in this file:
 
 * **Generator** (:class:`CodeGenerator`): per-frame unit embeddings (``embed_dim`` 128; several unit
-  layers are mixed by :class:`~speechunits.vocoder.unit_mel.LayerAttention`, with layer dropout in
+  layers are mixed by :class:`~speechunits.tokens.embedding.LayerAttention`, with layer dropout in
   training) concatenated with a projected speaker d-vector, then the HiFi-GAN V1 body
   (:class:`~speechunits.vocoder.hifigan.HiFiGANGenerator`) whose transposed convolutions upsample by
   the unit hop: 320 samples = 5 x 4 x 4 x 2 x 2 for 50 Hz units at 16 kHz (kernels 11, 8, 8, 4, 4;
@@ -49,7 +49,7 @@ from torch.nn.utils import parametrizations, parametrize
 from speechunits.encoders.whisper.melspec import mel_filters
 
 from .hifigan import LRELU_SLOPE, HiFiGANConfig, HiFiGANGenerator
-from .unit_mel import LayerAttention
+from speechunits.tokens.embedding import LayerAttention
 
 
 def upsampling_for(hop: int, max_stages: int = 5) -> tuple[list[int], list[int]]:

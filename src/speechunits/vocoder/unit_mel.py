@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechunits.tokens.embedding import LayerAttention
+
 
 def mel_unit_index(mel_frames: int, unit_frames: int, unit_rate: float, unit_offset_s: float,
                    mel_rate: float, mel_offset_s: float) -> np.ndarray:
@@ -83,26 +85,6 @@ class ConvBlock(nn.Module):
         h = self.norm(x) * mask[..., None]
         h = self.conv(h.transpose(1, 2)).transpose(1, 2)
         return (x + self.drop(F.gelu(h))) * mask[..., None]
-
-
-class LayerAttention(nn.Module):
-    """Per-frame softmax over unit layers, scored by an MLP on each layer's embedding."""
-
-    def __init__(self, codebook_sizes: list[int], dim: int) -> None:
-        super().__init__()
-        self.embs = nn.ModuleList(nn.Embedding(k, dim) for k in codebook_sizes)
-        self.score = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(), nn.Linear(dim // 2, 1))
-
-    def forward(self, units: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``units [B, T, L]``, ``keep [B, L]`` bool -> (``[B, T, D]``, weights ``[B, T, L]``)."""
-        e = torch.stack([emb(units[..., i]) for i, emb in enumerate(self.embs)], dim=2)  # B T L D
-        if len(self.embs) == 1:
-            return e[:, :, 0], torch.ones(units.shape[:2] + (1,), device=units.device)
-        s = self.score(e).squeeze(-1)  # B T L
-        if keep is not None:
-            s = s.masked_fill(~keep[:, None, :], float("-inf"))
-        w = torch.softmax(s, dim=-1)
-        return (w[..., None] * e).sum(2), w
 
 
 class UnitToMel(nn.Module):
