@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import dataclasses
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -50,6 +51,9 @@ class Job:
     lead_ms: float
     wav: str
     align: str
+    # Scales the speaker's MBROLA pitch ratio for this job only (a take's intonation varies
+    # while the voice stays the speaker's); 1.0 renders the speaker as the table defines it.
+    pitch_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,8 @@ def _run_batch(args: tuple[str, list[Job]]) -> list[JobResult]:
 def _run_one(root: Path, job: Job, pho: str | None) -> JobResult:
     try:
         spk = speaker(job.speaker)
+        if job.pitch_scale != 1.0:
+            spk = dataclasses.replace(spk, pitch=spk.pitch * job.pitch_scale)
         utt = synthesize(job.text, spk, job.tempo, job.lead_ms, _PRONS.get(spk.voice), pho)
         buf = io.BytesIO()
         sf.write(buf, utt.audio, SAMPLE_RATE, format="WAV", subtype="PCM_16")
