@@ -131,6 +131,9 @@ class Trainer:
         config: JSON-able description of the run, stored in the checkpoint; resuming with a
             different config (other than ``RESUMABLE_KEYS``) is refused.
         no_decay: parameter names excluded from weight decay (biases, norms, embeddings).
+        should_stop: early stopping: called with the history after every step; ``True`` ends the
+            run there for good (a checkpoint records it, so a resumed run stays stopped). Decide
+            from the history only, so the decision is the same after a resume.
     """
 
     def __init__(
@@ -153,6 +156,7 @@ class Trainer:
         desc: str = "train",
         config: dict | None = None,
         no_decay: Callable[[str], bool] | None = None,
+        should_stop: Callable[[list[dict]], bool] | None = None,
     ) -> None:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
@@ -175,6 +179,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(groups, lr=self.lr, betas=betas, eps=1e-6, foreach=False)
         self.history: list[dict] = []
         self.step = 0
+        self.should_stop, self.stopped_early = should_stop, False
 
     # -- checkpoints -------------------------------------------------------------------------
     @property
@@ -191,7 +196,8 @@ class Trainer:
         tmp.mkdir()
         save_file({n: p.detach().cpu().contiguous() for n, p in self.params.items()}, str(tmp / "params.safetensors"))
         save_file(self._optimizer_tensors(), str(tmp / "optimizer.safetensors"))
-        state = {"step": self.step, "steps": self.steps, "seed": self.seed, "config": self.config, "history": self.history}
+        state = {"step": self.step, "steps": self.steps, "seed": self.seed, "config": self.config, "history": self.history,
+                 "stopped_early": self.stopped_early}
         (tmp / "state.json").write_text(json.dumps(state) + "\n")
         return replace_dir(tmp, self.checkpoint_dir)
 
@@ -215,6 +221,7 @@ class Trainer:
                 p.copy_(params[n])
         self._load_optimizer_tensors(load_file(str(d / "optimizer.safetensors")))
         self.step, self.history = int(state["step"]), list(state["history"])
+        self.stopped_early = bool(state.get("stopped_early", False))
         log.info("%s: resumed at step %d of %d", self.desc, self.step, self.steps)
         return True
 
@@ -253,7 +260,7 @@ class Trainer:
         params = list(self.params.values())
         try:
             end = self.steps if stop_at is None else max(0, min(self.steps, int(stop_at)))
-            while self.step < end:
+            while self.step < end and not self.stopped_early:
                 t0 = time.perf_counter()
                 lr = lr_at(self.step, self.steps, self.lr, self.warmup, self.final_lr_ratio)
                 for g in self.opt.param_groups:
@@ -275,6 +282,9 @@ class Trainer:
                 self.step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{rec['loss']:.3f}", lr=f"{lr:.2e}")
+                if self.should_stop is not None and self.should_stop(self.history):
+                    log.info("%s: stopped early at step %d of %d", self.desc, self.step, self.steps)
+                    self.stopped_early = True
                 if self.checkpoint_every > 0 and self.step % self.checkpoint_every == 0 and self.step < self.steps:
                     self.save_checkpoint()
                     self.write_log()
@@ -291,12 +301,12 @@ class Trainer:
 
     @property
     def finished(self) -> bool:
-        return self.step >= self.steps
+        return self.step >= self.steps or self.stopped_early
 
     def write_log(self) -> None:
         """``loss.json`` (every step's record + a speed summary) and ``loss.png``."""
         secs = [h["seconds"] for h in self.history]
-        summary = {"steps_done": self.step, "steps": self.steps,
+        summary = {"steps_done": self.step, "steps": self.steps, "stopped_early": self.stopped_early,
                    "median_step_s": float(np.median(secs)) if secs else None,
                    "steps_per_s": float(1.0 / np.median(secs)) if secs else None}
         atomic_write_text(self.out_dir / "loss.json", json.dumps({"summary": summary, "history": self.history}) + "\n")

@@ -1,0 +1,1 @@
+"""Downstream probes on tokens: layer attention, task heads (CTC, pooling), the benchmark."""
