@@ -377,3 +377,20 @@ def test_multi_layer_tokenizer_trains_all_layers_or_some(tmp_path):
                            progress=False)
     assert second.num_layers == 1 and second.config["tokenizer"]["unit_layers"] == [1]
     assert second.frame_units(units).tolist() == units[:, [1]].tolist() and second.duration is not None
+
+
+def test_a_vocoder_trains_for_a_spin_tokenizer_and_its_fingerprint_tracks_the_codebook(corpus, tmp_path):
+    # A vocoder for any tokenizer: Spin / DC-Spin quantizers hold a projection and a codebook,
+    # not per-layer k-means centroids (this once failed with AttributeError).
+    from speechunits.quantizers.spin import SpinQuantizer
+    from speechunits.tokenizer import Tokenizer
+
+    _, utts, _, _, _ = corpus
+    g = torch.Generator().manual_seed(0)
+    q = SpinQuantizer(torch.randn(8, 39, generator=g), torch.zeros(8), torch.randn(12, 8, generator=g), layer=0)
+    tok = Tokenizer(load_encoder("mfcc"), q)
+    voc = train_vocoder(tok, utts[:3], tmp_path / "v", VocoderSettings(**{**TINY, "steps": 3}), progress=False)
+    assert voc is not None and voc.config["tokenizer"]["k"] == 12
+    fp = artifact.tokenizer_fingerprint(tok)
+    q2 = SpinQuantizer(q.proj_weight, q.proj_bias, torch.randn(12, 8, generator=g), layer=0)
+    assert artifact.tokenizer_fingerprint(Tokenizer(load_encoder("mfcc"), q2)) != fp

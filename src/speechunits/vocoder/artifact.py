@@ -45,8 +45,17 @@ def tokenizer_fingerprint(tokenizer) -> str:
     h = hashlib.sha256(json.dumps({"encoder": enc.get("name"), "weights": enc.get("weights_sha256"),
                                    "kind": enc.get("kind"), "layers": list(tokenizer.layers),
                                    "k": tokenizer.config().get("k")}, sort_keys=True).encode())
-    for layer in tokenizer.layers:
-        h.update(tokenizer.quantizer.quantizers[layer].centroids.detach().cpu().float().numpy().tobytes())
+    q = tokenizer.quantizer
+    if hasattr(q, "quantizers"):  # k-means per layer: the centroids
+        for layer in tokenizer.layers:
+            h.update(q.quantizers[layer].centroids.detach().cpu().float().numpy().tobytes())
+    else:  # Spin / DC-Spin and any other quantizer: every tensor it holds, by name
+        tensors = {k: v for k, v in vars(q).items() if isinstance(v, torch.Tensor)}
+        if not tensors:
+            raise ValueError(f"cannot fingerprint a {type(q).__name__} quantizer (it holds no tensors)")
+        for name in sorted(tensors):
+            h.update(name.encode())
+            h.update(tensors[name].detach().cpu().float().numpy().tobytes())
     return h.hexdigest()
 
 
