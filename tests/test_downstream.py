@@ -232,3 +232,38 @@ def test_cli_probe_train_eval_and_a_user_task_benchmark(labelled, tmp_path, caps
     assert {r["variant"] for r in table["rows"]} == {"all", "continuous"}
     assert all(r["score"] >= 0.75 for r in table["rows"])
     assert "<table>" in (tmp_path / "b" / "benchmark.html").read_text()
+
+
+def test_distortion_is_seeded_by_the_utterance_and_keeps_length():
+    from speechunits.audio.perturb.noise import measure_snr
+    from speechunits.downstream.enhance import distort, distortion_params
+
+    w = voiced(0, SR, 3)
+    a, how = distort(w, "utt-a")
+    b, _ = distort(w, "utt-a")
+    assert np.array_equal(a, b) and a.shape == w.shape and not np.array_equal(a, distort(w, "utt-b")[0])
+    assert 0 <= how["snr_db"] <= 10 and how["noise"] in ("white", "pink")
+    quiet = next(f"u{i}" for i in range(50) if distortion_params(f"u{i}")["reverb_rt60"] is None)
+    noisy, how = distort(w, quiet)
+    assert measure_snr(w, noisy) == pytest.approx(how["snr_db"], abs=0.2)  # no reverb: the SNR as drawn
+
+
+def test_enhancement_probe_predicts_clean_units_and_speaks_them(labelled, tmp_path):
+    from speechunits.vocoder.train import VocoderSettings, train_vocoder
+
+    d, tok = labelled
+    train, test = read_manifest(d / "train.jsonl"), read_manifest(d / "test.jsonl")[:2]
+    store = prepare_task_data(tmp_path / "data" / "x", train[:3], tok, "se", progress=False)
+    ex = store.get(0)
+    assert ex["units"].shape == ex["clean"].shape and (ex["units"] != ex["clean"]).mean() > 0.2  # noise moves units
+    voc = train_vocoder(tok, train[:4], tmp_path / "voc", VocoderSettings(steps=3, batch=2, crop_s=0.5, dim=16,
+                        unit_blocks=1, mel_blocks=1, speaker=False, duration=False), progress=False)
+    res = run_probe("se", tok, train, tmp_path / "se", ProbeSettings(steps=40, crop_seconds=0.5, **TINY),
+                    data_dir=tmp_path / "data", tests={"test": test}, vocoder=voc, vocoder_utterances=2, progress=False)
+    r = res["tests"]["test"]
+    hist = json.loads((tmp_path / "se" / "training" / "loss.json").read_text())["history"]
+    assert np.mean([h["loss"] for h in hist[-5:]]) < 0.8 * np.mean([h["loss"] for h in hist[:5]])
+    ua = r["unit_accuracy"]
+    assert 0 <= ua["noisy_value"] <= 1 and ua["value"] > 1 / 16  # above chance over 16 units
+    assert set(r["speech"]) >= {"clean_units", "noisy_units", "enhanced_units"} and r["speech"]["utterances"] == 2
+    assert all("spk_sim" in v for k, v in r["speech"].items() if k.endswith("_units"))

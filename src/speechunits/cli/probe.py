@@ -10,7 +10,7 @@ from pathlib import Path
 from speechunits.cli._common import add_device, add_tokenizer, gather_inputs, open_tokenizer, positive_int
 
 TASK_HELP = ("asr (CTC characters, text field), pr (CTC phones, alignment), sid (speaker field), kws (label "
-             "field), classify (label field), transcribe (text field)")
+             "field), classify (label field), transcribe (text field), se (enhancement: noisy -> clean units)")
 
 
 def _add_budget(p: argparse.ArgumentParser, steps: int) -> None:
@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--init-centroids", action="store_true",
                    help="start the embedding tables from the k-means centroids (k-means tokenizers)")
     t.add_argument("--crop", type=float, default=3.0, help="classification: training crop in seconds (0: whole)")
+    t.add_argument("--vocoder", default=None, help="se: speak clean / noisy / enhanced units with this vocoder "
+                   "and score them (dWER, speaker similarity, DNSMOS)")
+    t.add_argument("--vocoder-utterances", type=positive_int, default=10, help="se: test utterances spoken (default 10)")
     t.add_argument("--out", required=True, help="probe folder")
     t.add_argument("--no-resume", action="store_true")
     _add_budget(t, 2000)
@@ -92,7 +95,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "attention weights per task). Finished probes are kept: rerunning resumes.",
                        epilog="exit status: 0 every probe ran; 1 some probes failed (listed); 2 usage or user error.")
     b.add_argument("--tokenizer", nargs="+", required=True, metavar="T", help="tokenizer folders ('default': the bundled)")
-    b.add_argument("--tasks", default="asr,pr,sid,kws", help="built-in tasks, comma-separated (default asr,pr,sid,kws)")
+    b.add_argument("--tasks", default="asr,pr,sid,kws", help="built-in tasks, comma-separated: asr, pr, sid, kws, se "
+                   "(default asr,pr,sid,kws)")
+    b.add_argument("--vocoder", action="append", default=[], metavar="TOKENIZER=DIR",
+                   help="se: a vocoder for the tokenizer of that name (its folder name), to speak the enhanced units")
     b.add_argument("--task", action="append", default=[], metavar="NAME=KIND:TRAIN[:TEST]",
                    help="a user task: KIND classify (label field) or transcribe (text field); repeatable")
     b.add_argument("--probes", default="all,single,continuous",
@@ -111,7 +117,13 @@ def run_train(args: argparse.Namespace) -> int:
     s = _settings(args, input=args.input, columns=args.layers, init_centroids=args.init_centroids,
                   crop_seconds=args.crop)
     tests = {Path(x).name: gather_inputs([x]) for x in args.test}
+    voc = None
+    if args.vocoder:
+        from speechunits.vocoder.vocoder import UnitVocoder
+
+        voc = UnitVocoder.from_pretrained(args.vocoder, tokenizer=tok, device=args.device)
     res = run_probe(args.task, tok, gather_inputs(args.train), args.out, s, data_dir=Path(args.out) / "data",
+                    vocoder=voc, vocoder_utterances=args.vocoder_utterances,
                     train_source=Path(args.train[0]).name, dev_utts=gather_inputs(args.dev) if args.dev else None,
                     tests=tests, split_within=args.split_within, beam=args.beam, tokenizer_source=str(args.tokenizer),
                     progress=not args.no_progress, resume=not args.no_resume)
@@ -124,7 +136,8 @@ def _print_scores(tests: dict) -> None:
     from speechunits.downstream.train import headline
 
     for name, r in tests.items():
-        metric = "accuracy" if "accuracy" in r else ("per" if "per_greedy" in r else "wer")
+        metric = ("accuracy" if "accuracy" in r else "unit accuracy" if "unit_accuracy" in r
+                  else "per" if "per_greedy" in r else "wer")
         weights = " ".join(f"{w:.2f}" for w in r["layer_weights"])
         print(f"{name}: {metric} {100 * headline(r):.1f} % on {r['segments']} segments; layer weights {weights}")
 
@@ -170,10 +183,18 @@ def run_benchmark(args: argparse.Namespace) -> int:
         if name == "tokenizer":  # a run folder's tokenizer/: name it by the run
             name = Path(t).resolve().parent.name
         toks[name] = (Tokenizer.from_pretrained(t, device=args.device), t)
+    vocs = {}
+    for spec in args.vocoder:
+        name, _, path = spec.partition("=")
+        if name not in toks or not path:
+            raise ValueError(f"--vocoder {spec!r}: expected TOKENIZER=DIR with TOKENIZER one of {sorted(toks)}")
+        from speechunits.vocoder.vocoder import UnitVocoder
+
+        vocs[name] = UnitVocoder.from_pretrained(path, tokenizer=toks[name][0], device=args.device)
     s = _settings(args)
     settings = {td.name: s for td in tasks}
     table = bench(toks, tasks, args.out, settings, which=[x for x in args.probes.split(",") if x], beam=args.beam,
-                  progress=not args.no_progress)
+                  vocoders=vocs, progress=not args.no_progress)
     for n in notes:
         print(f"note: {n}")
     print((Path(args.out) / "benchmark.md").read_text())

@@ -14,6 +14,8 @@ Built-in task data (:func:`builtin_tasks`):
 - ``sid``: ``librispeech-mini/train-clean-100`` (251 speakers, one utterance each: train on
   the first 70 % of each utterance, test on the rest), or, without the shared data, the
   synthetic corpus' training voices the same way;
+- ``se``: noisy copies (``downstream.enhance``) of ``librispeech-mini/train-clean-100`` to
+  train, of ``test-other`` to test (or the synthetic corpus' splits without the shared data);
 - ``kws``: the keyword corpus (``speechunits corpus words``): single words by the training
   voices, test by unseen voices.
 
@@ -73,7 +75,7 @@ def builtin_tasks(names: Sequence[str], work: str | os.PathLike, shared: str | o
     have = shared is not None and (shared / "librispeech-mini").is_dir()
     tasks, notes = [], []
     corpus = work / "corpus"
-    if {"asr", "pr"} & set(names) or ("sid" in names and not have):
+    if {"asr", "pr"} & set(names) or ({"sid", "se"} & set(names) and not have):
         from speechunits.data.corpus import synthesize_corpus
 
         synthesize_corpus(corpus, synth_minutes, seed, workers=1, progress=progress)
@@ -90,6 +92,14 @@ def builtin_tasks(names: Sequence[str], work: str | os.PathLike, shared: str | o
                 tasks.append(TaskData("sid", "sid", read_manifest(src), "librispeech-train-clean-100", split_within=0.7))
             else:
                 tasks.append(TaskData("sid", "sid", _read_split(corpus, "train"), "synthetic-train", split_within=0.7))
+        elif name == "se":
+            if have:
+                lib = shared / "librispeech-mini"
+                tasks.append(TaskData("se", "se", read_manifest(lib / "train-clean-100"), "librispeech-train-clean-100",
+                                      tests={"librispeech-test-other": read_manifest(lib / "test-other")}))
+            else:
+                tasks.append(TaskData("se", "se", _read_split(corpus, "train"), "synthetic-train", _read_split(corpus, "dev"),
+                                      {"synthetic-test-speakers": _read_split(corpus, "test")}))
         elif name == "kws":
             try:
                 from speechunits.data.corpus import synthesize_words
@@ -101,7 +111,7 @@ def builtin_tasks(names: Sequence[str], work: str | os.PathLike, shared: str | o
             tasks.append(TaskData("kws", "kws", _read_split(words, "train"), "words-train", _read_split(words, "dev"),
                                   {"words-test-voices": _read_split(words, "test")}))
         else:
-            raise ValueError(f"no built-in data for task {name!r}; built-in: asr, pr, sid, kws "
+            raise ValueError(f"no built-in data for task {name!r}; built-in: asr, pr, sid, kws, se "
                              "(bring your own with NAME=classify|transcribe:TRAIN[:TEST])")
     return tasks, notes
 
@@ -141,10 +151,11 @@ def variants(n_layers: int, which: Sequence[str]) -> list[tuple[str, dict]]:
 
 def run_benchmark(tokenizers: dict[str, tuple], tasks: Sequence[TaskData], out: str | os.PathLike,
                   settings: dict[str, ProbeSettings], *, which: Sequence[str] = ("all", "single", "continuous"),
-                  beam: int = 8, progress: bool = True) -> dict:
+                  beam: int = 8, vocoders: dict | None = None, progress: bool = True) -> dict:
     """Train and score every (tokenizer, task, variant); write the table; return it.
 
     ``tokenizers``: name -> (Tokenizer, source path). ``settings``: task name -> its budget.
+    ``vocoders``: tokenizer name -> a vocoder for it, to speak the enhancement task's units.
     Finished probes are kept and not retrained (``results.json`` in their folder).
     """
     out = Path(out)
@@ -161,6 +172,7 @@ def run_benchmark(tokenizers: dict[str, tuple], tasks: Sequence[TaskData], out: 
                         run_probe(td.task, tok, td.train, run_dir, replace(s, **change), data_dir=out / tname / "data",
                                   train_source=td.train_source, dev_utts=td.dev, tests=td.tests,
                                   split_within=td.split_within, features=want_features, beam=beam,
+                                  vocoder=(vocoders or {}).get(tname) if td.task == "se" else None,
                                   tokenizer_source=str(source), progress=progress)
                 except Exception as e:  # one probe's failure is recorded; the others still run
                     failures.append({"tokenizer": tname, "task": td.name, "variant": vname, "reason": str(e).splitlines()[0]})
@@ -181,7 +193,7 @@ def run_benchmark(tokenizers: dict[str, tuple], tasks: Sequence[TaskData], out: 
 
 
 def _ci(r: dict) -> tuple[float, float] | None:
-    for key in ("accuracy", "wer_beam", "per_beam", "wer_greedy", "per_greedy"):
+    for key in ("accuracy", "unit_accuracy", "wer_beam", "per_beam", "wer_greedy", "per_greedy"):
         if key in r:
             return tuple(r[key]["ci95"])
     return None
@@ -200,6 +212,21 @@ def markdown(table: dict) -> str:
         lines.append(f"| {r['tokenizer']} | {r['task']} | {r['test']} | {r['variant']} | "
                      f"{','.join(map(str, r['layers']))} | {r['metric']} % | {score} | {weights} | "
                      f"{r['steps']} ({r['best_step']}) |")
+    se = [r for r in table["rows"] if "unit_accuracy" in r["result"]]
+    if se:
+        lines += ["", "Enhancement: unit accuracy of the noisy input (do nothing) and of the probe; through the vocoder, "
+                  "clean / noisy / enhanced units against the clean recording:", "",
+                  "| tokenizer | probe | unit acc. noisy % | unit acc. enhanced % | dWER clean / noisy / enhanced % | "
+                  "speaker sim. | DNSMOS OVRL |", "|---|---|---|---|---|---|---|"]
+        for r in se:
+            u, sp = r["result"]["unit_accuracy"], r["result"].get("speech", {})
+
+            def three(key: str, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+                vals = [sp.get(f"{w}_units", {}).get(key) for w in ("clean", "noisy", "enhanced")]
+                return " / ".join("-" if v is None else fmt.format(scale * v) for v in vals)
+
+            lines.append(f"| {r['tokenizer']} | {r['variant']} | {100 * u['noisy_value']:.1f} | {100 * u['value']:.1f} | "
+                         f"{three('dwer', 100, '{:.1f}')} | {three('spk_sim')} | {three('dnsmos_ovrl')} |")
     for f in table["failures"]:
         lines.append(f"\nfailed: {f['tokenizer']} {f['task']} {f['variant']}: {f['reason']}")
     return "\n".join(lines) + "\n"

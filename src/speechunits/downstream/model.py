@@ -7,6 +7,8 @@
   layers its task attends to.
 - Sequence head (ASR, phones): a 2-layer BiLSTM and a linear layer to the symbols + the CTC
   blank (index 0), as in DASB's discrete-token ASR recipes.
+- Frame head (enhancement): the same BiLSTM and one linear layer per predicted codebook: the
+  clean unit of every layer at every frame.
 - Utterance head (speaker, keyword, any label): a frame-wise linear + ReLU, attentive statistics
   pooling (weighted mean and standard deviation over the real frames) and a linear classifier.
 
@@ -46,14 +48,15 @@ class ProbeConfig:
     """Everything that rebuilds a probe: task, input, layers, sizes and the symbol inventory."""
 
     task: str
-    kind: str  # "sequence" | "utterance"
+    kind: str  # "sequence" | "utterance" | "frames"
     input: str  # "discrete" | "continuous"
-    symbols: list[str]  # CTC symbols (blank not included) or class labels
+    symbols: list[str]  # CTC symbols (blank not included) or class labels (frames: none)
     codebook_sizes: list[int] = field(default_factory=list)  # discrete: one per layer used
     feature_dims: list[int] = field(default_factory=list)  # continuous: one per layer used
     centroid_dims: list[int] | None = None  # discrete, centroid-initialised tables
     columns: list[int] = field(default_factory=list)  # positions in the tokenizer's layer list
     layers: list[int] = field(default_factory=list)  # the encoder layers those are
+    target_sizes: list[int] = field(default_factory=list)  # frames: the codebooks predicted
     dim: int = 256
     hidden: int = 256
     lstm_layers: int = 2
@@ -80,10 +83,10 @@ class ProbeConfig:
         if unknown:
             raise ValueError(f"{source}: unknown probe settings {unknown}")
         cfg = cls(**body)
-        if cfg.kind not in ("sequence", "utterance") or cfg.input not in ("discrete", "continuous"):
+        if cfg.kind not in ("sequence", "utterance", "frames") or cfg.input not in ("discrete", "continuous"):
             raise ValueError(f"{source}: kind {cfg.kind!r} / input {cfg.input!r} not understood")
-        if not cfg.symbols or cfg.num_layers < 1:
-            raise ValueError(f"{source}: a probe needs symbols and at least one layer")
+        if (not cfg.target_sizes if cfg.kind == "frames" else not cfg.symbols) or cfg.num_layers < 1:
+            raise ValueError(f"{source}: a probe needs symbols (or target codebooks) and at least one layer")
         return cfg
 
 
@@ -118,11 +121,11 @@ class ProbeModel(nn.Module):
         else:
             self.frontend = FeatureLayerAttention(c.feature_dims, c.dim)
         self.drop = nn.Dropout(c.dropout)
-        if c.kind == "sequence":
+        if c.kind in ("sequence", "frames"):
             self.stack = nn.Linear(c.downsample * c.dim, c.dim) if c.downsample > 1 else None
             self.rnn = nn.LSTM(c.dim, c.hidden, num_layers=c.lstm_layers, batch_first=True, bidirectional=True,
                                dropout=c.dropout if c.lstm_layers > 1 else 0.0)
-            self.out = nn.Linear(2 * c.hidden, len(c.symbols) + 1)
+            self.out = nn.Linear(2 * c.hidden, sum(c.target_sizes) if c.kind == "frames" else len(c.symbols) + 1)
         else:
             self.frame = nn.Sequential(nn.Linear(c.dim, c.hidden), nn.ReLU())
             self.pool = AttentiveStatsPool(c.hidden)
@@ -134,12 +137,13 @@ class ProbeModel(nn.Module):
         mask = torch.arange(T, device=inputs.device)[None] < lengths[:, None]
         x, w = self.frontend(inputs, keep)
         x = self.drop(x) * mask[..., None]
-        if self.config.kind == "sequence":
+        if self.config.kind in ("sequence", "frames"):
             x, lengths, T = self._downsample(x, lengths)
             packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
             h, _ = self.rnn(packed)
             h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=T)
-            return F.log_softmax(self.out(self.drop(h)), dim=-1), w
+            logits = self.out(self.drop(h))
+            return (logits if self.config.kind == "frames" else F.log_softmax(logits, dim=-1)), w
         h = self.frame(x)
         return self.out(self.drop(self.pool(h, mask))), w
 
@@ -155,7 +159,7 @@ class ProbeModel(nn.Module):
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         """Frames of the head's output for input ``lengths`` (CTC needs them)."""
-        k = self.config.downsample if self.config.kind == "sequence" else 1
+        k = self.config.downsample if self.config.kind in ("sequence", "frames") else 1
         return (lengths + k - 1) // k
 
     # -- artifact ------------------------------------------------------------------------------

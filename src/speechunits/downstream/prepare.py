@@ -56,12 +56,21 @@ def prepare_task_data(folder: str | os.PathLike, utts: Sequence[Utterance], toke
     def extract(item) -> tuple[dict, dict]:
         al = Alignment.load(item.utt.alignment) if (t.needs_alignment and item.utt.alignment is not None) else None
         target = t.target(item.utt, al)  # before the encoder: a missing label costs nothing
-        feats = tokenizer.encoder.encode([item.wave], layers)[0]  # [T, L, F]
-        ids = tokenizer.quantizer.assign(feats, input_layers=layers).cpu().numpy()
-        ids = ids.reshape(len(ids), -1)
+        wave, clean = item.wave, None
+        if t.kind == "frames":  # enhancement: the input is a noisy copy, the target its clean units
+            from .enhance import distort
+
+            wave, target = distort(item.wave, item.utt.id)
+            clean = _units(tokenizer, tokenizer.encoder.encode([item.wave], layers)[0], layers)
+        feats = tokenizer.encoder.encode([wave], layers)[0]  # [T, L, F]
+        ids = _units(tokenizer, feats, layers)
         if len(ids) < 2:
             raise ValueError("shorter than two frames")
         out = {"units": ids.astype(np.int32)}
+        if clean is not None:
+            if clean.shape != ids.shape:
+                raise ValueError(f"noisy and clean units differ in length ({len(ids)} vs {len(clean)})")
+            out["clean"] = clean.astype(np.int32)
         if features:
             out["feats"] = feats.detach().cpu().numpy().astype(np.float16)
         return out, {"frames": int(len(ids)), "target": target}
@@ -69,3 +78,8 @@ def prepare_task_data(folder: str | os.PathLike, utts: Sequence[Utterance], toke
     plan = {"format_version": FORMAT_VERSION, "kind": "downstream", "task": task,
             "tokenizer": tokenizer_fingerprint(tokenizer), "layers": layers, "features": bool(features)}
     return write_shards(folder, utts, extract, plan, progress=progress, desc=f"{task} features")
+
+
+def _units(tokenizer, feats, layers) -> np.ndarray:
+    ids = tokenizer.quantizer.assign(feats, input_layers=layers).cpu().numpy()
+    return ids.reshape(len(ids), -1)

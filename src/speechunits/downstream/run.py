@@ -57,8 +57,12 @@ def run_probe(task: str, tokenizer, train_utts: Sequence[Utterance], out: str | 
               dev_utts: Sequence[Utterance] | None = None, dev_source: str = "dev",
               tests: dict[str, Sequence[Utterance]] | None = None, split_within: float | None = None,
               features: bool = False, beam: int = 8, tokenizer_source: str = "",
+              vocoder=None, vocoder_utterances: int = 10,
               progress: bool = True, resume: bool = True) -> dict:
-    """Prepare, train and score one probe; returns (and writes) its results."""
+    """Prepare, train and score one probe; returns (and writes) its results.
+
+    Enhancement (``se``) with a ``vocoder`` also speaks the clean, noisy and enhanced units of the
+    first ``vocoder_utterances`` of each test set and scores them against the clean audio."""
     out = Path(out)
     features = features or settings.input == "continuous"
     store = prepare_task_data(data_folder(data_dir, task, train_utts, train_source), train_utts, tokenizer, task,
@@ -88,8 +92,27 @@ def run_probe(task: str, tokenizer, train_utts: Sequence[Utterance], out: str | 
                                features=features, progress=progress)
         region = (split_within, 1.0) if split_within is not None else (0.0, 1.0)
         test_sets[name] = (ts, segments(ts, region))
+    by_id = {u.id: u for utts in (tests or {}).values() for u in utts}
+    by_id.update({u.id: u for u in train_utts})
     for name, (ts, segs) in test_sets.items():
-        results["tests"][name] = evaluate(model, ts, segs, beam=beam, device=settings.device)
-        results["tests"][name]["failed_utterances"] = int(ts.index.get("failed", 0))
+        r = evaluate(model, ts, segs, beam=beam, device=settings.device, keep_units=vocoder is not None)
+        units = r.pop("_units", None)
+        if units is not None:
+            r["speech"] = _speech_scores(vocoder, model.config.columns, units, by_id, vocoder_utterances)
+        r["failed_utterances"] = int(ts.index.get("failed", 0))
+        results["tests"][name] = r
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _speech_scores(vocoder, columns, units: dict, by_id: dict, n: int) -> dict:
+    """The enhancement through the vocoder, on the first ``n`` test utterances."""
+    from speechunits.audio import load
+
+    from .enhance import load_scorers, speak_enhanced
+
+    ids = list(units)[:n]
+    scorers, notes = load_scorers()
+    scores = speak_enhanced(vocoder, units, columns, {i: load(by_id[i].path) for i in ids},
+                            {i: by_id[i].text for i in ids}, scorers)
+    return {"utterances": len(ids), "notes": notes, **scores}

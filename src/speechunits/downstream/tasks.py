@@ -10,6 +10,10 @@ Two kinds of task, each with its head (``downstream.model``):
   ``kws`` and ``classify`` the ``label`` field of a JSONL manifest (keywords, emotion, intent,
   anything a user brings); scored by accuracy.
 
+- **frame** tasks: ``se`` (speech enhancement) predicts, per frame, the units of the clean
+  utterance from those of a noisy copy made on the fly (``downstream.enhance``); scored by unit
+  accuracy, and through a vocoder by dWER, speaker similarity and DNSMOS.
+
 A label comes from the manifest (or the alignment it names), never from a file name.
 
 Example:
@@ -92,20 +96,24 @@ def _label(u: Utterance, al: Alignment | None) -> str:
     return str(v)
 
 
+def _no_label(u: Utterance, al: Alignment | None) -> None:
+    return None  # the target (clean units) is computed from the audio itself
+
+
 @dataclass(frozen=True)
 class Task:
     """One downstream task: its kind, where its target comes from, its score."""
 
     name: str
-    kind: str  # "sequence" (CTC) or "utterance" (classification)
+    kind: str  # "sequence" (CTC), "utterance" (classification) or "frames" (per-frame units)
     target: Callable[[Utterance, Alignment | None], Any]
-    metric: str  # the headline score: "wer", "per" or "accuracy"
+    metric: str  # the headline score: "wer", "per", "accuracy" or "unit_accuracy"
     description: str
     needs_alignment: bool = False
 
     @property
     def lower_is_better(self) -> bool:
-        return self.metric != "accuracy"
+        return self.metric not in ("accuracy", "unit_accuracy")
 
 
 TASKS: dict[str, Task] = {
@@ -115,6 +123,7 @@ TASKS: dict[str, Task] = {
     "sid": Task("sid", "utterance", _speaker, "accuracy", "speaker identification: pooling + linear, accuracy"),
     "kws": Task("kws", "utterance", _label, "accuracy", "keyword spotting (label field): pooling + linear, accuracy"),
     "classify": Task("classify", "utterance", _label, "accuracy", "any labelled manifest (label field): accuracy"),
+    "se": Task("se", "frames", _no_label, "unit_accuracy", "speech enhancement: noisy units -> clean units"),
 }
 
 

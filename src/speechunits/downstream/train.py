@@ -95,6 +95,14 @@ class SegmentReader:
             return self._units[i][s:e][:, self.columns]
         return self.store.get(i, ["feats"])["feats"][s:e][:, self.columns].astype(np.float32)
 
+    def clean(self, segs: Sequence[Segment]) -> torch.Tensor:
+        """Enhancement targets: the clean units of ``segs`` ``[B, T, L]``, padding -100 (ignored)."""
+        arrs = [self.store.get(i, ["clean"])["clean"][s:e][:, self.columns] for i, s, e in segs]
+        y = np.full((len(arrs), max(len(a) for a in arrs), len(self.columns)), -100, dtype=np.int64)
+        for j, a in enumerate(arrs):
+            y[j, : len(a)] = a
+        return torch.from_numpy(y).to(self.device)
+
     def batch(self, segs: Sequence[Segment]) -> tuple[torch.Tensor, torch.Tensor]:
         arrs = [self.read(s) for s in segs]
         T = max(len(a) for a in arrs)
@@ -115,7 +123,12 @@ def build_probe_config(task: str, tokenizer_info: dict, store: ShardStore, train
     if not cols or len(set(cols)) != len(cols) or any(not 0 <= c < n_layers for c in cols):
         raise ValueError(f"columns {s.columns} must be distinct positions in the tokenizer's layers {store.index['layers']}")
     targets = [store.items[i]["target"] for i, _, _ in train]
-    symbols = sorted({x for tg in targets for x in tg}) if t.kind == "sequence" else sorted(set(targets))
+    if t.kind == "frames":
+        symbols = []
+    elif t.kind == "sequence":
+        symbols = sorted({x for tg in targets for x in tg})
+    else:
+        symbols = sorted(set(targets))
     if t.kind == "utterance" and len(symbols) < 2:
         raise ValueError(f"{store.folder}: {len(symbols)} class(es) in the training data; classification needs at least 2")
     feature_dims = []
@@ -128,11 +141,14 @@ def build_probe_config(task: str, tokenizer_info: dict, store: ShardStore, train
         feature_dims=feature_dims,
         centroid_dims=None if (centroid_dims is None or s.input != "discrete") else [int(centroid_dims[c]) for c in cols],
         columns=cols, layers=[int(store.index["layers"][c]) for c in cols], dim=s.dim, hidden=s.hidden,
-        lstm_layers=s.lstm_layers, dropout=s.dropout, downsample=s.downsample, tokenizer=dict(tokenizer_info))
+        lstm_layers=s.lstm_layers, dropout=s.dropout, downsample=1 if t.kind == "frames" else s.downsample,
+        target_sizes=[int(codebook_sizes[c]) for c in cols] if t.kind == "frames" else [], tokenizer=dict(tokenizer_info))
 
 
 def _targets(model: ProbeModel, store: ShardStore, segs: Sequence[Segment], device) -> tuple[torch.Tensor, ...]:
     c = model.config
+    if c.kind == "frames":
+        return (SegmentReader(store, c.input, c.columns, device).clean(segs),)
     if c.kind == "utterance":
         index = {lab: j for j, lab in enumerate(c.symbols)}
         return (torch.tensor([index[store.items[i]["target"]] for i, _, _ in segs], device=device),)
@@ -146,15 +162,20 @@ def probe_loss(model: ProbeModel, x: torch.Tensor, lengths: torch.Tensor, target
     out, _ = model(x, lengths)
     if model.config.kind == "utterance":
         return F.cross_entropy(out, targets[0])
+    if model.config.kind == "frames":  # one cross-entropy per predicted codebook, padding ignored
+        parts = torch.split(out, model.config.target_sizes, dim=-1)
+        return sum(F.cross_entropy(p.reshape(-1, p.shape[-1]), targets[0][..., j].reshape(-1), ignore_index=-100)
+                   for j, p in enumerate(parts)) / len(parts)
     flat, tlen = targets
     return F.ctc_loss(out.transpose(0, 1), flat, model.output_lengths(lengths), tlen, blank=0, reduction="mean", zero_infinity=True)
 
 
 @torch.no_grad()
 def evaluate(model: ProbeModel, store: ShardStore, segs: Sequence[Segment], *, beam: int = 0, batch: int = 16,
-             examples: int = 5, device: str | torch.device = "cpu") -> dict:
-    """Score ``model`` on ``segs``: WER/CER or PER (greedy, and beam when ``beam`` > 1) or
-    accuracy, each with a 95 % interval, plus the mean layer-attention weights."""
+             examples: int = 5, device: str | torch.device = "cpu", keep_units: bool = False) -> dict:
+    """Score ``model`` on ``segs``: WER/CER or PER (greedy, and beam when ``beam`` > 1), accuracy,
+    or unit accuracy (enhancement; ``keep_units`` also returns the enhanced units by id under
+    ``"_units"``), each with a 95 % interval, plus the mean layer-attention weights."""
     from speechunits.metrics.intelligibility import error_counts
 
     c = model.config
@@ -162,7 +183,7 @@ def evaluate(model: ProbeModel, store: ShardStore, segs: Sequence[Segment], *, b
     reader = SegmentReader(store, c.input, c.columns, torch.device(device))
     weight_sum, frames = np.zeros(c.num_layers), 0
     hyps: dict[str, list] = {"greedy": [], "beam": []}
-    correct = []
+    correct, enhanced = [], []
     for j in range(0, len(segs), batch):
         part = segs[j : j + batch]
         x, lengths = reader.batch(part)
@@ -170,6 +191,11 @@ def evaluate(model: ProbeModel, store: ShardStore, segs: Sequence[Segment], *, b
         mask = (torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]).float()
         weight_sum += (w * mask[..., None]).sum((0, 1)).cpu().numpy()
         frames += int(lengths.sum())
+        if c.kind == "frames":
+            parts = torch.split(out, c.target_sizes, dim=-1)
+            pred = torch.stack([p.argmax(-1) for p in parts], -1).cpu().numpy()
+            enhanced += [pred[b, :n] for b, n in enumerate(lengths.tolist())]
+            continue
         if c.kind == "utterance":
             pred = out.argmax(-1).cpu().tolist()
             correct += [c.symbols[p] == store.items[i]["target"] for p, (i, _, _) in zip(pred, part)]
@@ -184,6 +210,8 @@ def evaluate(model: ProbeModel, store: ShardStore, segs: Sequence[Segment], *, b
     if c.kind == "utterance":
         res["accuracy"] = accuracy(correct)
         return res
+    if c.kind == "frames":
+        return {**res, **_enhancement_scores(store, segs, c.columns, enhanced, keep_units)}
     refs = [list(store.items[i]["target"]) for i, _, _ in segs]
     for how, hs in hyps.items():
         if not hs:
@@ -203,10 +231,29 @@ def evaluate(model: ProbeModel, store: ShardStore, segs: Sequence[Segment], *, b
     return res
 
 
+def _enhancement_scores(store: ShardStore, segs: Sequence[Segment], columns: Sequence[int],
+                        enhanced: list[np.ndarray], keep_units: bool) -> dict:
+    from .enhance import unit_accuracy
+
+    clean = [store.get(i, ["clean"])["clean"][s:e][:, columns] for i, s, e in segs]
+    noisy = [store.get(i, ["units"])["units"][s:e][:, columns] for i, s, e in segs]
+    acc = unit_accuracy(enhanced, clean, noisy)
+    wrong = [int((p != c).sum()) for p, c in zip(enhanced, clean)]  # wrong (frame, layer) units
+    err = error_rate(wrong, [c.size for c in clean])
+    out = {"unit_accuracy": {"value": 1.0 - err["value"], "ci95": [1.0 - err["ci95"][1], 1.0 - err["ci95"][0]],
+                             "per_layer": acc["enhanced"], "noisy_per_layer": acc["noisy"],
+                             "noisy_value": float(np.mean(acc["noisy"])), "frames": acc["frames"]}}
+    if keep_units:
+        out["_units"] = {store.items[i]["id"]: (p, c, n) for (i, _, _), p, c, n in zip(segs, enhanced, clean, noisy)}
+    return out
+
+
 def headline(res: dict) -> float:
     """The one number a task is judged by: accuracy, or the beam (else greedy) WER / PER."""
     if "accuracy" in res:
         return res["accuracy"]["value"]
+    if "unit_accuracy" in res:
+        return res["unit_accuracy"]["value"]
     key = "per" if "per_greedy" in res else "wer"
     return res.get(f"{key}_beam", res[f"{key}_greedy"])["value"]
 
@@ -215,6 +262,8 @@ def _dev_score(res: dict) -> float:
     """Higher is better: accuracy, or minus the greedy CER / PER (smoother than WER early on)."""
     if "accuracy" in res:
         return res["accuracy"]["value"]
+    if "unit_accuracy" in res:
+        return res["unit_accuracy"]["value"]
     return -res.get("cer_greedy", res.get("per_greedy"))["value"]
 
 
@@ -246,7 +295,7 @@ def train_probe(task: str, store: ShardStore, out: str | os.PathLike, settings: 
             for emb, c in zip(model.frontend.embs, [centroids[k] for k in cfg.columns]):
                 emb.weight.copy_(c.float())
     reader = SegmentReader(store, s.input, cfg.columns, device)
-    crop = int(round(s.crop_seconds * float(tokenizer_info.get("frame_rate", 50.0)))) if cfg.kind == "utterance" else 0
+    crop = int(round(s.crop_seconds * float(tokenizer_info.get("frame_rate", 50.0)))) if cfg.kind in ("utterance", "frames") else 0
     best_file = out / "best" / "model.safetensors"
     if not resume:
         shutil.rmtree(best_file.parent, ignore_errors=True)
