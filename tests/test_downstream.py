@@ -267,3 +267,25 @@ def test_enhancement_probe_predicts_clean_units_and_speaks_them(labelled, tmp_pa
     assert 0 <= ua["noisy_value"] <= 1 and ua["value"] > 1 / 16  # above chance over 16 units
     assert set(r["speech"]) >= {"clean_units", "noisy_units", "enhanced_units"} and r["speech"]["utterances"] == 2
     assert all("spk_sim" in v for k, v in r["speech"].items() if k.endswith("_units"))
+
+
+def test_compare_correlates_proxies_with_a_benchmark_table(tmp_path, capsys):
+    # three tokenizers: the better the PNMI, the better the keyword accuracy and the lower the WER
+    rows = []
+    for name, pnmi, acc, wer in (("a", 0.3, 0.5, 0.6), ("b", 0.5, 0.7, 0.4), ("c", 0.6, 0.9, 0.3)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(
+            {"name": name, "summary": [{"dataset": "x", "layer": 0, "pnmi": pnmi}]}))
+        rows += [{"tokenizer": name, "task": "kws", "variant": "all", "test": "t", "metric": "accuracy", "score": acc},
+                 {"tokenizer": name, "task": "asr", "variant": "all", "test": "t", "metric": "wer", "score": wer},
+                 {"tokenizer": name, "task": "asr", "variant": "L0", "test": "t", "metric": "wer", "score": 0.0}]
+    (tmp_path / "benchmark.json").write_text(json.dumps({"rows": rows, "tokenizers": {}, "failures": []}))
+    assert main(["compare", *(str(tmp_path / n) for n in "abc"), "--scores", str(tmp_path / "benchmark.json"),
+                 "--out", str(tmp_path / "cmp")]) == 0
+    res = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    corr = res["correlation"]
+    names = corr["metrics"]
+    m = corr["matrix"]
+    assert corr["negated"] == ["asr wer (t)"]  # WER negated, accuracy not: both correlate positively
+    assert m[names.index("pnmi")][names.index("kws accuracy (t)")] > 0.9
+    assert m[names.index("pnmi")][names.index("asr wer (t)")] > 0.9

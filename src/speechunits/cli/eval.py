@@ -83,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("evals", nargs="+", metavar="DIR", help="evaluation directories")
     c.add_argument("--out", required=True, help="output directory")
-    c.add_argument("--scores", default=None, help="downstream scores JSON")
+    c.add_argument("--scores", default=None, help="downstream scores JSON {tokenizer: {score: value}}, or the "
+                   "benchmark.json of `speechunits benchmark` (its all-layer probes' scores)")
     c.add_argument("--dataset", default=None, help="compare on this dataset only (its name in the reports)")
     c.add_argument("--lower-is-better", nargs="*", default=[], help="score names where lower is better")
     c.add_argument("--higher-is-better", nargs="*", default=[],
@@ -142,8 +143,13 @@ def run_compare(args: argparse.Namespace) -> int:
             scores = json.loads(Path(args.scores).read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise ValueError(f"{args.scores}: not valid JSON ({e})") from None
+        if isinstance(scores, dict) and isinstance(scores.get("rows"), list) and "tokenizers" in scores:
+            from speechunits.downstream.benchmark import compare_scores  # a `speechunits benchmark` table
+
+            scores, lower, higher = compare_scores(scores)
+            args.lower_is_better, args.higher_is_better = args.lower_is_better + lower, args.higher_is_better + higher
         if not isinstance(scores, dict) or not all(isinstance(v, dict) for v in scores.values()):
-            raise ValueError(f"{args.scores}: expected {{tokenizer: {{score: value}}}}")
+            raise ValueError(f"{args.scores}: expected {{tokenizer: {{score: value}}}} or a benchmark.json")
     res = compare(args.evals, args.out, scores=scores, dataset=args.dataset,
                   lower_is_better=args.lower_is_better, higher_is_better=args.higher_is_better)
     print(f"{len(res['rows'])} rows: {', '.join(r['label'] for r in res['rows'])}")

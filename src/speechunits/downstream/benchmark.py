@@ -281,3 +281,26 @@ def html_page(table: dict) -> str:
             "<h1>Downstream benchmark</h1><table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
             + "".join(body) + "</table>" + img + (f"<h2>Failed</h2><ul>{fails}</ul>" if fails else "")
             + "</body></html>\n")
+
+
+def compare_scores(table: dict, variant: str = "all") -> tuple[dict[str, dict[str, float]], list[str], list[str]]:
+    """``({tokenizer: {"<task> <metric> (<test>)": score}}, lower-is-better names, higher-is-better
+    names)`` of one probe variant, for ``speechunits compare --scores`` (the DC-Spin paper's
+    question: which proxy predicts the downstream score)."""
+    out: dict[str, dict[str, float]] = {}
+    lower, higher = set(), set()
+    for r in table.get("rows", []):
+        if r["variant"] == variant:
+            name = f"{r['task']} {r['metric']} ({r['test']})"
+            out.setdefault(r["tokenizer"], {})[name] = float(r["score"])
+            (lower if get_task(_task_of(r)).lower_is_better else higher).add(name)
+    if not out:
+        raise ValueError(f"the benchmark table has no '{variant}' probe rows to correlate")
+    return out, sorted(lower), sorted(higher)
+
+
+def _task_of(row: dict) -> str:
+    """The task kind of a row (a user task's row carries its metric only)."""
+    by_metric = {"wer": "transcribe", "per": "pr", "accuracy": "classify", "unit_accuracy": "se"}
+    return row["task"] if row["task"] in ("asr", "pr", "sid", "kws", "se", "classify", "transcribe") \
+        else by_metric[row["metric"]]
