@@ -6,6 +6,8 @@
 #   bash scripts/vocoder_results.sh OUTDIR NAME=VOCODER:TOKENIZER[:LAYERS] ...
 #
 # LAYERS (comma-separated, optional) speaks a subset of a multi-layer vocoder's layers.
+# DATA="dir-or-manifest ..." replaces the two datasets (e.g. the synthetic corpus' test.jsonl);
+# the table is then printed for its first dataset (scripts/vocoder_table.py --dataset).
 # An evaluation already in OUTDIR/eval/NAME is kept (resume).
 set -euo pipefail
 if [ $# -lt 2 ]; then
@@ -25,10 +27,18 @@ for spec in "$@"; do
   extra=()
   [ -n "${layers:-}" ] && extra=(--vocoder-layers ${layers//,/ })
   echo "+ eval $name" >&2
-  "$SU" eval --tokenizer "$tok" --vocoder "$voc" "${extra[@]}" --name "$name" \
-    --data "$SHARED/librivox-aligned" --data "$SHARED/librispeech-mini/test-other" \
+  data=()
+  for d in ${DATA:-$SHARED/librivox-aligned $SHARED/librispeech-mini/test-other}; do data+=(--data "$d"); done
+  "$SU" eval --tokenizer "$tok" --vocoder "$voc" "${extra[@]}" --name "$name" "${data[@]}" \
     --skip alignment abx ngram robustness speed --resynthesis-seconds 60 --resynthesis-examples 2 \
     --threads 1 --no-plots --no-progress --out "$OUT/eval/$name" > "$OUT/eval/$name.log" 2>&1
 done
-"$ROOT/.venv/bin/python" "$ROOT/scripts/vocoder_table.py" "$OUT"/eval/*/ > "$OUT/table.md"
+if [ -n "${DATA:-}" ]; then
+  first=${DATA%% *}  # its name in the reports: "corpus/test" for corpus/test.jsonl, a folder's own name
+  if [ -f "$first" ]; then first="$(basename "$(dirname "$(realpath "$first")")")/$(basename "${first%.*}")"
+  else first=$(basename "$first"); fi
+  "$ROOT/.venv/bin/python" "$ROOT/scripts/vocoder_table.py" --dataset "$first" "$OUT"/eval/*/ > "$OUT/table.md"
+else
+  "$ROOT/.venv/bin/python" "$ROOT/scripts/vocoder_table.py" "$OUT"/eval/*/ > "$OUT/table.md"
+fi
 cat "$OUT/table.md"

@@ -3,6 +3,9 @@
 Usage: ``python scripts/vocoder_table.py EVAL_DIR...``; one row per evaluation: librivox-aligned
 WER/dWER, test-other dWER, speaker similarity, DNSMOS OVRL, MCD, F0 RMSE, voice conversion, and
 the copy-synthesis topline of the first evaluation.
+
+``python scripts/vocoder_table.py --dataset NAME EVAL_DIR...``: the same scores on one dataset
+(e.g. ``test`` for the synthetic corpus' test split), with its toplines.
 """
 
 from __future__ import annotations
@@ -47,5 +50,30 @@ def main(dirs: list[str]) -> None:
         print("| " + " | ".join(r) + " |")
 
 
+def one_dataset(name: str, dirs: list[str]) -> None:
+    head = ["vocoder", "WER %", "dWER %", "spk sim", "DNSMOS OVRL", "MCD dB", "F0 RMSE Hz", "VC sim to target",
+            "VC sim to source"]
+    rows, top = [], []
+    for d in dirs:
+        m = json.loads((Path(d) / "metrics.json").read_text())
+        r = {x["data"]["name"]: x.get("resynthesis") or {} for x in m["datasets"]}.get(name, {})
+        s, conv = r.get("scores", {}), r.get("conversion") or {}
+        rows.append([m["name"], fmt(s.get("wer"), True), fmt(s.get("dwer"), True), fmt(s.get("spk_sim")),
+                     fmt(s.get("dnsmos_ovrl")), fmt(s.get("mcd")), fmt(s.get("f0_rmse_hz")),
+                     fmt(conv.get("spk_sim_target")), fmt(conv.get("spk_sim"))])
+        if not top and r:
+            c, o = r.get("copy_synthesis", {}), r.get("original", {})
+            top = [["copy-synthesis (true mel -> HiFi-GAN)", fmt(c.get("wer"), True), fmt(c.get("dwer"), True),
+                    fmt(c.get("spk_sim")), fmt(c.get("dnsmos_ovrl")), fmt(c.get("mcd")), fmt(c.get("f0_rmse_hz")), "", ""],
+                   ["original audio", fmt(o.get("wer"), True), "", "", fmt(o.get("dnsmos_ovrl")), "", "", "", ""]]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows + top:
+        print("| " + " | ".join(r) + " |")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if len(sys.argv) > 2 and sys.argv[1] == "--dataset":
+        one_dataset(sys.argv[2], sys.argv[3:])
+    else:
+        main(sys.argv[1:])

@@ -87,22 +87,6 @@ def vocoder_scores(vocoder, items: Sequence[dict], scorers: dict, layers: Sequen
     return out
 
 
-def load_scorers() -> tuple[dict, list[str]]:
-    """Whisper tiny.en, the speaker encoder and DNSMOS where installed (and why not, otherwise)."""
-    from speechunits.encoders.speaker import SpeakerEncoder
-    from speechunits.metrics.asr import WhisperTranscriber
-    from speechunits.metrics.dnsmos import Dnsmos
-
-    scorers, notes = {}, []
-    for name, load in {"transcriber": WhisperTranscriber.from_pretrained, "speaker_encoder": SpeakerEncoder.from_installed,
-                       "dnsmos": Dnsmos.from_installed}.items():
-        try:
-            scorers[name] = load()
-        except (ImportError, OSError, ValueError) as e:
-            notes.append(f"{name} unavailable: {str(e).splitlines()[0]}")
-    return scorers, notes
-
-
 def speak_enhanced(vocoder, units: dict[str, tuple], columns: Sequence[int], waves: dict[str, np.ndarray],
                    texts: dict[str, str | None], scorers: dict) -> dict:
     """Vocoder scores of the enhancement units of ``units`` (id -> (enhanced, clean, noisy) over

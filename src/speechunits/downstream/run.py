@@ -109,7 +109,9 @@ def _speech_scores(vocoder, columns, units: dict, by_id: dict, n: int) -> dict:
     """The enhancement through the vocoder, on the first ``n`` test utterances."""
     from speechunits.audio import load
 
-    from .enhance import load_scorers, speak_enhanced
+    from speechunits.metrics.resynthesis import load_scorers
+
+    from .enhance import speak_enhanced
 
     ids = list(units)[:n]
     scorers, notes = load_scorers()

@@ -20,26 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from speechunits.metrics.resynthesis import resynthesis_scores
+from speechunits.metrics.resynthesis import load_scorers, resynthesis_scores
 
 log = logging.getLogger("speechunits.evaluation")
-
-
-def load_scorers() -> tuple[dict[str, Any], list[str]]:
-    """The ASR, speaker encoder and DNSMOS that are installed, and why the others are not used."""
-    scorers, notes = {}, []
-    from speechunits.encoders.speaker import SpeakerEncoder
-    from speechunits.metrics.asr import WhisperTranscriber
-    from speechunits.metrics.dnsmos import Dnsmos
-
-    loaders = {"transcriber": WhisperTranscriber.from_pretrained, "speaker_encoder": SpeakerEncoder.from_installed,
-               "dnsmos": Dnsmos.from_installed}
-    for name, load in loaders.items():
-        try:
-            scorers[name] = load()
-        except (ImportError, OSError, ValueError) as e:
-            notes.append(f"{name} unavailable: {str(e).splitlines()[0]}")
-    return scorers, notes
 
 
 def _subset(n: int, seconds_each: list[float], budget: float | None, seed: int) -> list[int]:

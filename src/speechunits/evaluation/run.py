@@ -110,7 +110,7 @@ def evaluate(
         from speechunits.vocoder.resynth import resolve
         from speechunits.vocoder.vocoder import UnitVocoder
 
-        from .resynthesis import load_scorers
+        from speechunits.metrics.resynthesis import load_scorers
 
         resynth = (UnitVocoder.from_pretrained(resolve(cfg.vocoder), tokenizer=tokenizer), load_scorers())
     datasets: list[dict[str, Any]] = []

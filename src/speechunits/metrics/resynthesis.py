@@ -43,7 +43,7 @@ from .intelligibility import intelligibility_batch
 from .mcd import mcd_with_path
 from .speaker_similarity import speaker_similarity
 
-__all__ = ["ResynthesisPair", "ResynthesisScores", "resynthesis_scores"]
+__all__ = ["ResynthesisPair", "ResynthesisScores", "load_scorers", "resynthesis_scores"]
 
 
 @dataclass
@@ -147,3 +147,22 @@ def resynthesis_scores(pairs: Iterable[ResynthesisPair | Sequence], *, transcrib
         counts[k] = len(values)
         mean[k] = corpus[k] if k in corpus else float(np.mean(values))
     return ResynthesisScores(items=items, mean=mean, counts=counts, skipped=skipped)
+
+
+def load_scorers() -> tuple[dict[str, Any], list[str]]:
+    """The ASR (Whisper tiny.en), speaker encoder and DNSMOS that are installed, as keyword
+    arguments of :func:`resynthesis_scores`, and a note for each one that is not."""
+    from speechunits.encoders.speaker import SpeakerEncoder
+
+    from .asr import WhisperTranscriber
+    from .dnsmos import Dnsmos
+
+    scorers, notes = {}, []
+    loaders = {"transcriber": WhisperTranscriber.from_pretrained, "speaker_encoder": SpeakerEncoder.from_installed,
+               "dnsmos": Dnsmos.from_installed}
+    for name, load in loaders.items():
+        try:
+            scorers[name] = load()
+        except (ImportError, OSError, ValueError) as e:
+            notes.append(f"{name} unavailable: {str(e).splitlines()[0]}")
+    return scorers, notes
