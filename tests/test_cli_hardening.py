@@ -219,7 +219,7 @@ def test_tokenize_exits_1_when_every_file_failed(tokdir, tmp_path, capsys):
     assert sorted(r["id"] for r in _records(tmp_path / "t.errors.jsonl")) == ["a", "b"]
 
 
-@pytest.mark.parametrize("verb", [["tokenize"], ["fit"], ["eval"], ["perturb"], ["corpus", "synth"], ["corpus", "words"],
+@pytest.mark.parametrize("verb", [["tokenize"], ["fit"], ["eval"], ["perturb"], ["corpus", "synth"], ["corpus", "words"], ["probe", "train"], ["probe", "eval"], ["benchmark"],
                                   ["ssl", "targets"], ["ssl", "pretrain"], ["ssl", "ctc"], ["ssl", "spin"]])
 def test_help_states_the_exit_status(verb, capsys):
     with pytest.raises(SystemExit) as e:

@@ -289,3 +289,16 @@ def test_compare_correlates_proxies_with_a_benchmark_table(tmp_path, capsys):
     assert corr["negated"] == ["asr wer (t)"]  # WER negated, accuracy not: both correlate positively
     assert m[names.index("pnmi")][names.index("kws accuracy (t)")] > 0.9
     assert m[names.index("pnmi")][names.index("asr wer (t)")] > 0.9
+
+
+def test_cli_probe_train_exits_1_and_lists_utterances_left_out(labelled, tmp_path, capsys):
+    d, _ = labelled
+    rows = [json.loads(x) for x in (d / "train.jsonl").read_text().splitlines()][:10]
+    del rows[2]["label"]
+    rows[3]["path"] = "missing.wav"
+    (d / "left_out.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # paths stay inside its folder
+    rc = main(["probe", "train", "--task", "kws", "--tokenizer", str(d / "tok"), "--train", str(d / "left_out.jsonl"),
+               "--out", str(tmp_path / "p"), "--steps", "3", "--dim", "16", "--hidden", "16", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "2 utterance(s) left out" in err and "t2: no 'label' field" in err and "missing.wav" in err
+    assert (tmp_path / "p" / "model.safetensors").is_file()  # the probe was still trained on the rest

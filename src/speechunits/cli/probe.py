@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       description="Encode --train (and --dev, --test) once with the tokenizer (<out>/data, resumable), "
                       "train the probe with early stopping on the dev score (<out>/training: checkpoint, loss curve), "
                       "write it to <out> (config.json + model.safetensors) and its scores to <out>/results.json.",
-                      epilog="exit status: 0 done; 2 usage or user error (a missing label names the utterance).")
+                      epilog="exit status: 0 done; 1 some utterances failed or lacked their label and were left out "
+                      "(listed; see <out>/results.json); 2 usage or user error.")
     t.add_argument("--task", required=True, help=TASK_HELP)
     add_tokenizer(t)
     t.add_argument("--train", nargs="+", required=True, help="training audio: manifests or folders")
@@ -74,7 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = ps.add_parser("eval", help="score a trained probe on data",
                       description="Encode the data with the probe's tokenizer (checked against the one it was "
-                      "trained on) and print its scores as JSON.")
+                      "trained on) and print its scores as JSON.",
+                      epilog="exit status: 0 done; 1 some utterances failed or lacked their label and were left out "
+                      "(listed); 2 usage or user error.")
     e.add_argument("probe", help="probe folder (speechunits probe train --out)")
     add_tokenizer(e, required=True)
     e.add_argument("--data", nargs="+", required=True, help="manifests or folders")
@@ -93,7 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "same layers. Built-in tasks use the synthetic corpora (synthesized under <out>/data) and "
                        "../shared/data when present. Writes <out>/benchmark.json, .md and .html (with the "
                        "attention weights per task). Finished probes are kept: rerunning resumes.",
-                       epilog="exit status: 0 every probe ran; 1 some probes failed (listed); 2 usage or user error.")
+                       epilog="exit status: 0 every probe ran on all its data; 1 some probes failed, or some "
+                       "utterances were left out (listed); 2 usage or user error.")
     b.add_argument("--tokenizer", nargs="+", required=True, metavar="T", help="tokenizer folders ('default': the bundled)")
     b.add_argument("--tasks", default="asr,pr,sid,kws", help="built-in tasks, comma-separated: asr, pr, sid, kws, se "
                    "(default asr,pr,sid,kws)")
@@ -129,7 +133,15 @@ def run_train(args: argparse.Namespace) -> int:
                     progress=not args.no_progress, resume=not args.no_resume)
     _print_scores(res["tests"])
     print(f"probe written to {args.out} (scores: {Path(args.out) / 'results.json'})")
-    return 0
+    return _failures(res["failed"])
+
+
+def _failures(failed: list[dict]) -> int:
+    from speechunits.cli._common import print_failures
+
+    if not failed:
+        return 0
+    return print_failures(f"{len(failed)} utterance(s) left out (failed audio or missing label):", failed, key="dataset")
 
 
 def _print_scores(tests: dict) -> None:
@@ -145,7 +157,7 @@ def _print_scores(tests: dict) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from speechunits.downstream.model import ProbeModel
     from speechunits.downstream.prepare import prepare_task_data, tokenizer_fingerprint
-    from speechunits.downstream.run import data_folder
+    from speechunits.downstream.run import data_folder, store_errors
     from speechunits.downstream.train import evaluate, segments
 
     model = ProbeModel.from_pretrained(args.probe, device=args.device)
@@ -153,15 +165,16 @@ def run_eval(args: argparse.Namespace) -> int:
     want = model.config.tokenizer.get("fingerprint")
     if tokenizer_fingerprint(tok) != want:
         raise ValueError(f"{args.tokenizer}: not the tokenizer this probe was trained on ({args.probe} records {want})")
-    out = {}
+    out, failed = {}, []
     for src in args.data:
         utts = gather_inputs([src])
         store = prepare_task_data(data_folder(args.work, model.config.task, utts, src), utts, tok, model.config.task,
                                   features=model.config.input == "continuous", progress=not args.no_progress)
         out[Path(src).name] = evaluate(model, store, segments(store, tuple(args.region)), beam=args.beam,
                                        device=args.device)
+        failed += [{"dataset": Path(src).name, **e} for e in store_errors(store)]
     print(json.dumps(out, indent=2))
-    return 0
+    return _failures(failed)
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
@@ -202,4 +215,4 @@ def run_benchmark(args: argparse.Namespace) -> int:
         return print_failures(f"{len(table['failures'])} probe(s) failed:",
                               [{"id": f"{f['tokenizer']}/{f['task']}/{f['variant']}", "reason": f["reason"]}
                                for f in table["failures"]])
-    return 0
+    return _failures(table.get("left_out", []))

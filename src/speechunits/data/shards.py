@@ -120,7 +120,10 @@ def _write_shard(path: Path, chunk: Sequence[Utterance], extract: Extract) -> di
         try:
             out, meta = extract(item)
         except Exception as e:  # one utterance's problem: record it and go on
-            errors.append({"id": u.id, "path": str(u.path), "reason": describe_failure(e, "feature extraction")})
+            # a ValueError is the project's one-line "this input is unusable, because ..."
+            reason = str(e).strip().splitlines()[0] if isinstance(e, ValueError) and str(e).strip() \
+                else describe_failure(e, "feature extraction")
+            errors.append({"id": u.id, "path": str(u.path), "reason": reason})
             continue
         key = f"u{j}"
         for name, a in out.items():

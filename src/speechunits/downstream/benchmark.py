@@ -159,7 +159,7 @@ def run_benchmark(tokenizers: dict[str, tuple], tasks: Sequence[TaskData], out: 
     Finished probes are kept and not retrained (``results.json`` in their folder).
     """
     out = Path(out)
-    rows, failures = [], []
+    rows, failures, left_out = [], [], {}
     for tname, (tok, source) in tokenizers.items():
         want_features = "continuous" in which
         for td in tasks:
@@ -177,13 +177,15 @@ def run_benchmark(tokenizers: dict[str, tuple], tasks: Sequence[TaskData], out: 
                 except Exception as e:  # one probe's failure is recorded; the others still run
                     failures.append({"tokenizer": tname, "task": td.name, "variant": vname, "reason": str(e).splitlines()[0]})
                     continue
+                for f in res.get("failed", []):  # the same utterance fails for every variant: keep it once
+                    left_out[(tname, td.name, f["dataset"], f["id"])] = {**f, "dataset": f"{tname}/{td.name}/{f['dataset']}"}
                 for test, r in res["tests"].items():
                     rows.append({"tokenizer": tname, "task": td.name, "variant": vname, "layers": names, "test": test,
                                  "metric": get_task(td.task).metric, "score": headline(r), "result": r,
                                  "steps": res["training"]["steps_run"], "best_step": res["training"]["best_step"],
                                  "step_s": res["training"]["median_step_s"],
                                  "budget": {k: res["training"]["settings"][k] for k in BUDGET_KEYS}})
-    table = {"rows": rows, "failures": failures, "settings": {k: asdict(v) for k, v in settings.items()},
+    table = {"rows": rows, "failures": failures, "left_out": list(left_out.values()), "settings": {k: asdict(v) for k, v in settings.items()},
              "tokenizers": {k: str(v[1]) for k, v in tokenizers.items()}}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "benchmark.json", json.dumps(table, indent=2) + "\n")

@@ -101,8 +101,17 @@ def run_probe(task: str, tokenizer, train_utts: Sequence[Utterance], out: str | 
             r["speech"] = _speech_scores(vocoder, model.config.columns, units, by_id, vocoder_utterances)
         r["failed_utterances"] = int(ts.index.get("failed", 0))
         results["tests"][name] = r
+    stores = [("train", store)] + ([("dev", dev[0])] if dev is not None and dev[0] is not store else [])
+    stores += [(name, ts) for name, (ts, _) in test_sets.items() if ts is not store]
+    results["failed"] = [{"dataset": name, **e} for name, st in stores for e in store_errors(st)]
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
+
+
+def store_errors(store) -> list[dict]:
+    """The utterances a prepared folder left out, with their reasons (``errors.jsonl``)."""
+    f = Path(store.folder) / "errors.jsonl"
+    return [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines() if x.strip()] if f.exists() else []
 
 
 def _speech_scores(vocoder, columns, units: dict, by_id: dict, n: int) -> dict:

@@ -39,7 +39,8 @@ SILENCES = frozenset({"sil", "sp", "spn", "pau", "_", ""})
 
 
 class LabelError(ValueError):
-    """An utterance lacks the label its task needs (the message names it and the field)."""
+    """An utterance lacks the label its task needs (the message names the field; the batch
+    record that carries it names the utterance)."""
 
 
 def text_symbols(text: str) -> list[str]:
@@ -67,32 +68,32 @@ def phone_symbols(alignment: Alignment) -> list[str]:
 
 def _text(u: Utterance, al: Alignment | None) -> list[str]:
     if not u.text or not u.text.strip():
-        raise LabelError(f"{u.id}: no 'text' (a transcription task needs one)")
+        raise LabelError(f"no 'text' (a transcription task needs one)")
     syms = text_symbols(u.text)
     if not syms:
-        raise LabelError(f"{u.id}: the transcript has no letters or digits")
+        raise LabelError(f"the transcript has no letters or digits")
     return syms
 
 
 def _phones(u: Utterance, al: Alignment | None) -> list[str]:
     if al is None:
-        raise LabelError(f"{u.id}: no phone alignment (phone recognition needs one)")
+        raise LabelError(f"no phone alignment (phone recognition needs one)")
     syms = phone_symbols(al)
     if not syms:
-        raise LabelError(f"{u.id}: the alignment has no phones")
+        raise LabelError(f"the alignment has no phones")
     return syms
 
 
 def _speaker(u: Utterance, al: Alignment | None) -> str:
     if not u.speaker:
-        raise LabelError(f"{u.id}: no 'speaker' (speaker identification needs one)")
+        raise LabelError(f"no 'speaker' (speaker identification needs one)")
     return str(u.speaker)
 
 
 def _label(u: Utterance, al: Alignment | None) -> str:
     v = u.extra.get("label")
     if v is None or (isinstance(v, str) and not v.strip()) or isinstance(v, (dict, list)):
-        raise LabelError(f"{u.id}: no 'label' field (a classification task needs one per line)")
+        raise LabelError(f"no 'label' field (a classification task needs one per line)")
     return str(v)
 
 
