@@ -99,11 +99,11 @@ def run_train(args: argparse.Namespace) -> int:
     train_tts(tok, utts, args.out, s, dev_utts=dev, source=str(args.tokenizer), progress=not args.no_progress,
               resume=not args.no_resume)
     summary = json.loads((Path(args.out) / "training.json").read_text())
-    last = summary["dev_curve"][-1] if summary["dev_curve"] else {}
+    last = summary["dev_curve"][-1] if summary["dev_curve"] else None
+    dev = (f", dev unit accuracy {100 * last['dev_acc']:.1f} %, dev duration error "
+           f"{last['dev_duration_abs_frames']:.2f} frames/phone" if last else " (no dev set)")
     print(f"TTS model written to {args.out}: {summary['steps_run']} steps, best dev step {summary['best_step']}, "
-          f"loss {summary['first_loss']:.2f} -> {summary['final_loss']:.2f}, dev unit accuracy "
-          f"{100 * last.get('dev_acc', float('nan')):.1f} %, dev duration error "
-          f"{last.get('dev_duration_abs_frames', float('nan')):.2f} frames/phone "
+          f"loss {summary['first_loss']:.2f} -> {summary['final_loss']:.2f}{dev} "
           f"(curve: {Path(args.out) / 'training' / 'loss.png'})")
     failed = []
     for split in ("train", "dev"):

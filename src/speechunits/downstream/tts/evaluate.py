@@ -12,7 +12,8 @@ British phones, as in training; ``us1`` for any other id). Scores
 - ``dwer`` / ``dcer``: the synthesized transcript against the real recording's transcript;
 - ``spk_sim_target``: speaker similarity (d-vector cosine) to the reference voice, ``spk_sim``
   to the real recording of the same sentence (same speaker);
-- ``dnsmos_*``: DNSMOS P.808 / SIG / BAK / OVRL of the synthesized speech.
+- ``dnsmos_*``: DNSMOS P.808 / SIG / BAK / OVRL of the synthesized speech (``orig_dnsmos_*``: of
+  the real recordings).
 
 With the tokenizer, the real recording's own units through the same vocoder are scored too
 (``resynthesis``): the ceiling a perfect text-to-units model could reach with this vocoder.
@@ -101,7 +102,7 @@ def evaluate_tts(tts: TextToSpeech, vocoder, utts: Sequence[Utterance], out: str
                                                                                               layers=layers)))
     if not tts_pairs:
         raise ValueError(f"no test utterance could be synthesized ({failed[:1]})")
-    res = resynthesis_scores(tts_pairs, mcd=False, f0=False, **scorers)
+    res = resynthesis_scores(tts_pairs, mcd=False, f0=False, score_original=True, **scorers)
     report = {"model": str(tts.path), "vocoder": str(vocoder.path), "layers": None if layers is None else list(layers),
               "utterances": len(tts_pairs), "audio_s": round(audio_s, 1), "synthesis_s": round(t_tts, 1),
               "tts": {"mean": res.mean, "counts": res.counts}, "notes": notes, "failed": failed,
