@@ -29,7 +29,7 @@ for spec in "$@"; do
   if [ ! -f "$OUT/$name/training.json" ]; then
     echo "+ tts train $name" >&2
     "$SU" tts train --tokenizer "$tok" --data "$CORPUS/train.jsonl" --dev "$CORPUS/dev.jsonl" --out "$OUT/$name" \
-      --steps "${STEPS:-900}" --batch "${BATCH:-16}" --max-frames "${MAX_FRAMES:-250}" --lr 2e-3 --kernel 3 \
+      --steps "${STEPS:-900}" --batch "${BATCH:-16}" --max-frames "${MAX_FRAMES:-250}" \
       --eval-every 100 --patience 4 --no-progress 2>&1 | tee "$OUT/$name.train.log"
   fi
 done

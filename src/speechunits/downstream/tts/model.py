@@ -53,7 +53,7 @@ class TTSConfig:
     encoder_layers: int = 3
     decoder_layers: int = 3
     ffn_dim: int = 384
-    kernel: int = 5
+    kernel: int = 3
     dropout: float = 0.1
     duration_kernel: int = 3
     speaker_dim: int = 256  # 0: no speaker conditioning

@@ -42,15 +42,15 @@ class TTSSettings:
 
     steps: int = 3000
     batch: int = 16
-    max_frames: int = 400  # training crops: runs of whole phones of at most this many frames (0: whole)
-    lr: float = 1e-3
+    max_frames: int = 250  # training crops: runs of whole phones of at most this many frames (0: whole)
+    lr: float = 2e-3
     warmup: float = 0.05
     dim: int = 192
     heads: int = 2
     encoder_layers: int = 3
     decoder_layers: int = 3
     ffn_dim: int = 384
-    kernel: int = 5
+    kernel: int = 3
     dropout: float = 0.1
     duration_weight: float = 1.0
     speaker: bool = True
