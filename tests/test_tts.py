@@ -16,6 +16,7 @@ from speechunits.cli import main
 from speechunits.data.alignment import Alignment, Segment
 from speechunits.data.corpus import tools
 from speechunits.data.manifest import read_manifest
+from speechunits.data.shards import ShardStore
 from speechunits.downstream.tts import artifact
 from speechunits.downstream.tts.artifact import TextToSpeech, TTSModelError
 from speechunits.downstream.tts.data import TTSData, merged_phones, prepare_tts_data
@@ -159,6 +160,23 @@ def test_resume_is_exact(toy, tmp_path):
     b = json.loads((tmp_path / "twice" / "training" / "loss.json").read_text())["history"]
     assert [h["loss"] for h in a] == [h["loss"] for h in b] and len(a) == 30
     assert (tmp_path / "once" / "model.safetensors").read_bytes() == (tmp_path / "twice" / "model.safetensors").read_bytes()
+
+
+def test_speaker_conditioning_stores_the_mean_voice_and_reads_a_reference(toy, tmp_path):
+    d, tok = toy
+    utts = read_manifest(d / "train.jsonl")[:12]
+    tts = train_tts(tok, utts, tmp_path / "m", TTSSettings(steps=10, **{**TINY, "speaker": True}), progress=False)
+    data = TTSData(ShardStore(tmp_path / "m" / "data" / "train"))
+    assert data.has_speaker and data.speakers[0].shape == (256,)
+    assert tts.model.config.speaker_dim == 256 and tts.speaker_mean is not None
+    assert abs(float(tts.speaker_mean.norm()) - 1.0) < 1e-5  # the normalised mean d-vector of the training voices
+    phones = ["sil", "AA", "S", "sil"]
+    mean_units = tts.units(phones=phones)
+    ref = sf.read(str(d / "u3.wav"), dtype="float32")[0]
+    ref_units = tts.units(phones=phones, speaker_wave=ref)
+    vec = tts.speaker_vector(ref)
+    assert vec.shape == (256,) and np.array_equal(ref_units, tts.units(phones=phones, speaker=vec))
+    assert mean_units.shape[1] == ref_units.shape[1] == 1
 
 
 def test_tampered_or_malformed_folders_are_refused(toy, tmp_path):
