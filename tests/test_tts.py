@@ -20,7 +20,7 @@ from speechunits.data.shards import ShardStore
 from speechunits.downstream.tts import artifact
 from speechunits.downstream.tts.artifact import TextToSpeech, TTSModelError
 from speechunits.downstream.tts.data import TTSData, merged_phones, prepare_tts_data
-from speechunits.downstream.tts.evaluate import evaluate_tts, references
+from speechunits.downstream.tts.evaluate import balanced, evaluate_tts, references
 from speechunits.downstream.tts.model import TextToUnits, TTSConfig, regulate
 from speechunits.downstream.tts.text import TextError, frame_durations, phone_ids, text_to_phones
 from speechunits.downstream.tts.train import TTSSettings, train_tts
@@ -214,7 +214,9 @@ def test_an_utterance_without_alignment_is_left_out_with_the_reason(toy, tmp_pat
     assert len(data) == 2 and all(int(dd.sum()) == len(u) for dd, u in zip(data.durations, data.units))
     err = [json.loads(x) for x in (tmp_path / "p" / "errors.jsonl").read_text().splitlines()]
     assert [e["id"] for e in err] == [rows[1]["id"]] and "no alignment" in err[0]["reason"]
-    assert references(read_manifest(d / "test.jsonl"))["u30"] == "u32"  # the next utterance of speaker s0
+    test = read_manifest(d / "test.jsonl")
+    assert references(test)["u30"] == "u32"  # the next utterance of speaker s0
+    assert [u.id for u in balanced(test, 3)] == ["u30", "u31", "u32"]  # speakers s0, s1, s0 in turn
 
 
 # -- speaking through a vocoder ------------------------------------------------------------------

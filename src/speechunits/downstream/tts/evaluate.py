@@ -55,10 +55,24 @@ def references(utts: Sequence[Utterance]) -> dict[str, str]:
     return out
 
 
+def balanced(utts: Sequence[Utterance], n: int) -> list[Utterance]:
+    """``n`` utterances taken in turn from each speaker (in manifest order), so that a subset
+    still covers every test voice."""
+    by_spk: dict[str, list[Utterance]] = {}
+    for u in utts:
+        by_spk.setdefault(u.speaker or u.id, []).append(u)
+    out, j = [], 0
+    while len(out) < n and any(j < len(v) for v in by_spk.values()):
+        out += [v[j] for v in by_spk.values() if j < len(v)][: n - len(out)]
+        j += 1
+    return out
+
+
 def evaluate_tts(tts: TextToSpeech, vocoder, utts: Sequence[Utterance], out: str | os.PathLike, *,
                  scorers: dict | None = None, tokenizer=None, max_utterances: int | None = None,
                  layers: Sequence[int] | None = None, progress: bool = True) -> dict:
-    """Speak every test text (``<out>/wav/<id>.wav``), score it, write ``<out>/scores.json``."""
+    """Speak every test text (``<out>/wav/<id>.wav``; ``max_utterances``: that many, taken in
+    turn from each speaker), score it, write ``<out>/scores.json``."""
     from speechunits.metrics.resynthesis import ResynthesisPair, load_scorers, resynthesis_scores
     from speechunits.vocoder.resynth import _safe_name, write_wav
 
@@ -69,7 +83,7 @@ def evaluate_tts(tts: TextToSpeech, vocoder, utts: Sequence[Utterance], out: str
     if not utts:
         raise ValueError("no test utterance has a text field to speak")
     refs = references(utts)
-    chosen = utts[:max_utterances] if max_utterances else utts
+    chosen = balanced(utts, max_utterances) if max_utterances else utts
     want = {u.id for u in chosen} | {refs[u.id] for u in chosen}
     waves, failed = {}, []
     for item in iter_audio([u for u in utts if u.id in want], workers=1):
