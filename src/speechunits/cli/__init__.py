@@ -21,7 +21,7 @@ import sys
 # Module names under speechunits.cli, imported lazily so `speechunits --help` stays fast
 # and a verb group whose optional dependency is missing does not break the others.
 VERB_GROUPS: tuple[str, ...] = ("corpus", "fit", "tokenize", "bpe", "stream", "perturb", "demo", "recipe", "lm", "ssl", "eval",
-                                 "vocoder", "probe")
+                                 "vocoder", "probe", "tts")
 
 EXIT_USER_ERROR = 2  # 0: all done; 1: some inputs failed (a batch verb returns it)
 

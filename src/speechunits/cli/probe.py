@@ -99,10 +99,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog="exit status: 0 every probe ran on all its data; 1 some probes failed, or some "
                        "utterances were left out (listed); 2 usage or user error.")
     b.add_argument("--tokenizer", nargs="+", required=True, metavar="T", help="tokenizer folders ('default': the bundled)")
-    b.add_argument("--tasks", default="asr,pr,sid,kws", help="built-in tasks, comma-separated: asr, pr, sid, kws, se "
-                   "(default asr,pr,sid,kws)")
+    b.add_argument("--tasks", default="asr,pr,sid,kws", help="built-in tasks, comma-separated: asr, pr, sid, kws, se, "
+                   "tts (default asr,pr,sid,kws)")
     b.add_argument("--vocoder", action="append", default=[], metavar="TOKENIZER=DIR",
-                   help="se: a vocoder for the tokenizer of that name (its folder name), to speak the enhanced units")
+                   help="se, tts: a vocoder for the tokenizer of that name (its folder name), to speak the enhanced "
+                   "or synthesized units")
     b.add_argument("--task", action="append", default=[], metavar="NAME=KIND:TRAIN[:TEST]",
                    help="a user task: KIND classify (label field) or transcribe (text field); repeatable")
     b.add_argument("--probes", default="all,single,continuous",

@@ -18,6 +18,9 @@ Built-in task data (:func:`builtin_tasks`):
   train, of ``test-other`` to test (or the synthetic corpus' splits without the shared data);
 - ``kws``: the keyword corpus (``speechunits corpus words``): single words by the training
   voices, test by unseen voices.
+- ``tts``: a text-to-units model (``downstream.tts``) trained on the synthetic corpus' train
+  split, its test split's texts spoken in its unseen voices through the tokenizer's vocoder
+  (``--vocoder``); score: Whisper tiny.en's WER against the text (``downstream.tts.bench``).
 
 User tasks: ``NAME=KIND:TRAIN[:TEST]`` with KIND ``classify`` (a ``label`` per line) or
 ``transcribe`` (a ``text`` per line); without TEST, the last 30 % of each training utterance
@@ -75,7 +78,7 @@ def builtin_tasks(names: Sequence[str], work: str | os.PathLike, shared: str | o
     have = shared is not None and (shared / "librispeech-mini").is_dir()
     tasks, notes = [], []
     corpus = work / "corpus"
-    if {"asr", "pr"} & set(names) or ({"sid", "se"} & set(names) and not have):
+    if {"asr", "pr", "tts"} & set(names) or ({"sid", "se"} & set(names) and not have):
         from speechunits.data.corpus import synthesize_corpus
 
         synthesize_corpus(corpus, synth_minutes, seed, workers=1, progress=progress)
@@ -83,7 +86,7 @@ def builtin_tasks(names: Sequence[str], work: str | os.PathLike, shared: str | o
     if have and (shared / "librivox-aligned").is_dir():
         real["librivox-aligned"] = read_manifest(shared / "librivox-aligned")
     for name in names:
-        if name in ("asr", "pr"):
+        if name in ("asr", "pr", "tts"):
             tasks.append(TaskData(name, name, _read_split(corpus, "train"), "synthetic-train", _read_split(corpus, "dev"),
                                   {"synthetic-test-speakers": _read_split(corpus, "test"), **real}))
         elif name == "sid":
@@ -111,7 +114,7 @@ def builtin_tasks(names: Sequence[str], work: str | os.PathLike, shared: str | o
             tasks.append(TaskData("kws", "kws", _read_split(words, "train"), "words-train", _read_split(words, "dev"),
                                   {"words-test-voices": _read_split(words, "test")}))
         else:
-            raise ValueError(f"no built-in data for task {name!r}; built-in: asr, pr, sid, kws, se "
+            raise ValueError(f"no built-in data for task {name!r}; built-in: asr, pr, sid, kws, se, tts "
                              "(bring your own with NAME=classify|transcribe:TRAIN[:TEST])")
     return tasks, notes
 
@@ -155,7 +158,7 @@ def run_benchmark(tokenizers: dict[str, tuple], tasks: Sequence[TaskData], out: 
     """Train and score every (tokenizer, task, variant); write the table; return it.
 
     ``tokenizers``: name -> (Tokenizer, source path). ``settings``: task name -> its budget.
-    ``vocoders``: tokenizer name -> a vocoder for it, to speak the enhancement task's units.
+    ``vocoders``: tokenizer name -> a vocoder for it, to speak the enhancement and TTS tasks' units.
     Finished probes are kept and not retrained (``results.json`` in their folder).
     """
     out = Path(out)
@@ -164,6 +167,13 @@ def run_benchmark(tokenizers: dict[str, tuple], tasks: Sequence[TaskData], out: 
         want_features = "continuous" in which
         for td in tasks:
             s = settings.get(td.name, settings.get(td.task, ProbeSettings()))
+            if td.task == "tts":  # a generative task: one model, spoken through the vocoder
+                from .tts.bench import tts_rows
+
+                r_, f_ = tts_rows(tname, tok, source, td, out / tname / td.name, (vocoders or {}).get(tname), s,
+                                  progress=progress)
+                rows, failures = rows + r_, failures + f_
+                continue
             for vname, change in variants(len(tok.layers), which):
                 run_dir = out / tname / td.name / vname
                 names = [tok.layers[c] for c in (change["columns"] or range(len(tok.layers)))]
