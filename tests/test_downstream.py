@@ -120,6 +120,28 @@ def test_the_continuous_probe_reads_the_same_frames(labelled, tmp_path):
                               progress=False)
     ex = store.get(0)
     assert ex["feats"].shape[:2] == ex["units"].shape and ex["feats"].dtype == np.float16
+    # the standardisation is the training frames' statistics, saved with the weights and reloaded
+    again = ProbeModel.from_pretrained(tmp_path / "c")
+    assert torch.all(again.frontend.std > 0) and again.frontend.mean.abs().sum() > 0
+    assert torch.equal(again.frontend.mean, ProbeModel.from_pretrained(tmp_path / "c" / "best").frontend.mean)
+
+
+def test_feature_standardisation_keeps_an_outlier_dimension_from_drowning_the_rest():
+    # Whisper's hidden states have a few dimensions ~50x the rest; a per-frame LayerNorm would
+    # scale the small dimensions down by that outlier, the per-dimension statistics do not.
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(4, 50, 1, 6, generator=g)
+    feats[..., 0] = feats[..., 0] * 50 + 100
+    att = FeatureLayerAttention([6], dim=6)
+    flat = feats.reshape(-1, 1, 6)
+    att.set_stats(flat.mean(0), flat.std(0, unbiased=False))
+    with torch.no_grad():
+        att.proj[0].weight.copy_(torch.eye(6))
+        att.proj[0].bias.zero_()
+    z, _ = att(feats)
+    assert torch.allclose(z.reshape(-1, 6).std(0, unbiased=False), torch.ones(6), atol=1e-3)
+    with pytest.raises(ValueError, match="statistics of shape"):
+        att.set_stats(torch.zeros(2, 6), torch.ones(2, 6))
 
 
 def test_ctc_probe_learns_and_resumes_exactly(labelled, tmp_path):

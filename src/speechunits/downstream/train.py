@@ -114,6 +114,21 @@ class SegmentReader:
         return torch.from_numpy(x).to(self.device), lengths.to(self.device)
 
 
+def feature_stats(reader: SegmentReader, train: Sequence[Segment], most: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer, per-dimension mean and std ``[L, F]`` of the frames of (at most ``most``, evenly
+    spread) training segments: the continuous front-end's standardisation, fixed before training."""
+    picks = [train[k] for k in np.unique(np.linspace(0, len(train) - 1, min(most, len(train))).round().astype(int))]
+    total, sq, n = 0.0, 0.0, 0
+    for seg in picks:
+        x = reader.read(seg).astype(np.float64)  # [T, L, F]
+        total, sq, n = total + x.sum(0), sq + (x * x).sum(0), n + len(x)
+    if n == 0:
+        raise ValueError(f"{reader.store.folder}: the training segments have no frames")
+    mean = total / n
+    std = np.sqrt(np.maximum(sq / n - mean * mean, 0.0))
+    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+
+
 def build_probe_config(task: str, tokenizer_info: dict, store: ShardStore, train: Sequence[Segment],
                        s: ProbeSettings, codebook_sizes: Sequence[int], centroid_dims: Sequence[int] | None) -> ProbeConfig:
     """The probe's config: symbols from the training targets, sizes from the tokenizer/store."""
@@ -295,6 +310,8 @@ def train_probe(task: str, store: ShardStore, out: str | os.PathLike, settings: 
             for emb, c in zip(model.frontend.embs, [centroids[k] for k in cfg.columns]):
                 emb.weight.copy_(c.float())
     reader = SegmentReader(store, s.input, cfg.columns, device)
+    if s.input == "continuous":
+        model.frontend.set_stats(*feature_stats(reader, train))
     crop = int(round(s.crop_seconds * float(tokenizer_info.get("frame_rate", 50.0)))) if cfg.kind in ("utterance", "frames") else 0
     best_file = out / "best" / "model.safetensors"
     if not resume:

@@ -11,7 +11,8 @@ dropout in training; any subset at inference).
   starts from that layer's k-means centroids followed by a learned linear map to ``D`` (so
   the tokens start where the encoder put them, and the map adapts them to the task).
 - :class:`FeatureLayerAttention`: the continuous baseline, the same attention over the layers'
-  *features* ``[B, T, L, F]`` (a LayerNorm and a linear map per layer instead of the tables).
+  *features* ``[B, T, L, F]`` (standardised with the training frames' statistics, then a
+  linear map per layer, instead of the tables).
 
 Both the unit vocoder and the downstream probes use these modules.
 
@@ -89,15 +90,36 @@ class LayerAttention(LayerMix):
 
 
 class FeatureLayerAttention(LayerMix):
-    """Continuous features ``[B, T, L, F]`` -> ``[B, T, D]``: LayerNorm + Linear per layer, then the mix."""
+    """Continuous features ``[B, T, L, F]`` -> ``[B, T, D]``: standardise + Linear per layer, then the mix.
+
+    Each layer's features are standardised per dimension with statistics of the training frames
+    (``mean``/``std`` buffers, saved with the weights; set them with :meth:`set_stats`), not with
+    a per-frame LayerNorm: Whisper's hidden states carry a few dimensions tens of times larger
+    than the rest, and a per-frame norm divides every other dimension by them. Measured on the
+    phone probe (Whisper layers 2-4): with LayerNorm the CTC loss was still on its blank plateau
+    after 600 steps; standardised, it left it by step 200 (docs/results.md, "Downstream probes").
+    """
 
     def __init__(self, feature_dims: Sequence[int], dim: int) -> None:
         super().__init__(dim)
-        self.norms = nn.ModuleList(nn.LayerNorm(int(f)) for f in feature_dims)
+        if len(set(int(f) for f in feature_dims)) > 1:
+            raise ValueError(f"feature widths {list(feature_dims)} differ; every layer must have the same width")
+        L, F = len(feature_dims), int(feature_dims[0])
+        self.register_buffer("mean", torch.zeros(L, F))
+        self.register_buffer("std", torch.ones(L, F))
         self.proj = nn.ModuleList(nn.Linear(int(f), dim) for f in feature_dims)
+
+    @torch.no_grad()
+    def set_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Per-layer, per-dimension statistics ``[L, F]`` of the training frames (std floored at 1e-5)."""
+        if tuple(mean.shape) != tuple(self.mean.shape) or tuple(std.shape) != tuple(self.std.shape):
+            raise ValueError(f"statistics of shape {tuple(mean.shape)}; expected {tuple(self.mean.shape)}")
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp_min(1e-5))
 
     def forward(self, feats: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if feats.ndim != 4 or feats.shape[2] != len(self.proj):
             raise ValueError(f"features of shape {tuple(feats.shape)}; expected [B, T, {len(self.proj)}, F]")
-        e = [p(n(feats[:, :, i])) for i, (n, p) in enumerate(zip(self.norms, self.proj))]
+        z = (feats - self.mean) / self.std
+        e = [p(z[:, :, i]) for i, p in enumerate(self.proj)]
         return self.mix(torch.stack(e, dim=2), keep)
