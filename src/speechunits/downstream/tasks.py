@@ -68,32 +68,32 @@ def phone_symbols(alignment: Alignment) -> list[str]:
 
 def _text(u: Utterance, al: Alignment | None) -> list[str]:
     if not u.text or not u.text.strip():
-        raise LabelError(f"no 'text' (a transcription task needs one)")
+        raise LabelError("no 'text' (a transcription task needs one)")
     syms = text_symbols(u.text)
     if not syms:
-        raise LabelError(f"the transcript has no letters or digits")
+        raise LabelError("the transcript has no letters or digits")
     return syms
 
 
 def _phones(u: Utterance, al: Alignment | None) -> list[str]:
     if al is None:
-        raise LabelError(f"no phone alignment (phone recognition needs one)")
+        raise LabelError("no phone alignment (phone recognition needs one)")
     syms = phone_symbols(al)
     if not syms:
-        raise LabelError(f"the alignment has no phones")
+        raise LabelError("the alignment has no phones")
     return syms
 
 
 def _speaker(u: Utterance, al: Alignment | None) -> str:
     if not u.speaker:
-        raise LabelError(f"no 'speaker' (speaker identification needs one)")
+        raise LabelError("no 'speaker' (speaker identification needs one)")
     return str(u.speaker)
 
 
 def _label(u: Utterance, al: Alignment | None) -> str:
     v = u.extra.get("label")
     if v is None or (isinstance(v, str) and not v.strip()) or isinstance(v, (dict, list)):
-        raise LabelError(f"no 'label' field (a classification task needs one per line)")
+        raise LabelError("no 'label' field (a classification task needs one per line)")
     return str(v)
 
 

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from speechunits.data.artifact_config import read_typed_config
 from speechunits.data.atomic import atomic_write_bytes, atomic_write_text
 
 from .code_hifigan import CodeGenerator, CodeHiFiGANConfig
@@ -93,19 +94,7 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
     (for ``"arch": "code-hifigan"`` a :class:`~.code_hifigan.CodeGenerator` in place of the UnitToMel)."""
     d = Path(directory)
     cfg_file, st_file = d / CONFIG_NAME, d / WEIGHTS_NAME
-    if not d.is_dir():
-        raise VocoderError(f"{d}: not a vocoder folder (no such directory)")
-    try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise VocoderError(f"{cfg_file}: missing") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise VocoderError(f"{cfg_file}: not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("type") != VOCODER_TYPE:
-        raise VocoderError(f"{cfg_file}: not a speechunits unit vocoder (type {config.get('type')!r})"
-                           if isinstance(config, dict) else f"{cfg_file}: expected a JSON object")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise VocoderError(f"{cfg_file}: format_version {config.get('format_version')!r} is not {FORMAT_VERSION}")
+    config = read_typed_config(d, CONFIG_NAME, VOCODER_TYPE, FORMAT_VERSION, VocoderError, "unit vocoder")
     arch = config.get("arch", "unit-mel")  # code-hifigan: see code_hifigan.py
     if arch not in ARCHS:
         raise VocoderError(f"{cfg_file}: unknown vocoder arch {arch!r} (known: {', '.join(ARCHS)})")

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from speechunits.data.artifact_config import read_typed_config
 from speechunits.data.atomic import atomic_write_bytes, atomic_write_text
 
 from .model import TextToUnits, TTSConfig
@@ -64,19 +65,7 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tu
     """``(config, model, speaker_mean | None)`` from a folder, every check done first."""
     d = Path(directory)
     cfg_file, st_file = d / CONFIG_NAME, d / WEIGHTS_NAME
-    if not d.is_dir():
-        raise TTSModelError(f"{d}: not a TTS model folder (no such directory)")
-    try:
-        config = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TTSModelError(f"{cfg_file}: missing") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise TTSModelError(f"{cfg_file}: not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("type") != TTS_TYPE:
-        raise TTSModelError(f"{cfg_file}: not a speechunits TTS model (type "
-                            f"{config.get('type') if isinstance(config, dict) else None!r})")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise TTSModelError(f"{cfg_file}: format_version {config.get('format_version')!r} is not {FORMAT_VERSION}")
+    config = read_typed_config(d, CONFIG_NAME, TTS_TYPE, FORMAT_VERSION, TTSModelError, "TTS model")
     try:
         mcfg = TTSConfig.from_dict(config["model"])
     except (KeyError, TypeError, ValueError) as e:
