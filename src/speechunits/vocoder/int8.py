@@ -10,8 +10,9 @@ Runtime's own ``quantize_static`` (QDQ format; ORT's graph optimizer then fuses 
   nothing measurable here);
 - **kept in float**: ``conv_pre``, ``conv_post`` and the 18 Convs of the last stage
   (``resblocks.9``-``11``, 32 channels at the full 22.05 kHz rate). Quantized, those add a
-  fixed-step noise floor that is heard in pauses (copy-synthesis DNSMOS 3.14 -> 2.59, Whisper
-  WER 1.4 -> 8.5 % on librivox-aligned with every Conv quantized);
+  fixed-step noise floor that is heard in pauses (a one-off check while this module was written,
+  every Conv quantized, not re-runnable from the repository: copy-synthesis DNSMOS 3.14 -> 2.59,
+  Whisper WER 1.4 -> 8.5 % on librivox-aligned);
 - **ConvTranspose stays float**: ONNX Runtime's CPU provider has no int8 ConvTranspose kernel (a
   QDQ ConvTranspose is only dequantized back to float, slower and less exact).
 
