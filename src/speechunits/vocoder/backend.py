@@ -1,13 +1,14 @@
-"""Running the universal HiFi-GAN: ONNX Runtime on CPU (1.37x faster than torch here), torch on GPU.
+"""Running the universal HiFi-GAN: ONNX Runtime on CPU (1.58x faster than torch here), torch on GPU.
 
 On CPU the generator is exported once to ONNX (``$SPEECHUNITS_CACHE/hifigan/``, its sha256 kept
 beside it and checked on every load; a mismatch re-exports) and run with ONNX Runtime's CPU
-provider: RTF 0.349 on 2 threads against torch's 0.478 (benchmarks/bench_vocoder.py, BENCHMARKS.md). Where
+provider: RTF 0.386 on 2 threads against torch's 0.609 (benchmarks/bench_vocoder.py, BENCHMARKS.md). Where
 ``onnx``/``onnxruntime`` are missing, or ``SPEECHUNITS_VOCODER_BACKEND=torch``, torch runs it.
 
 ``SPEECHUNITS_VOCODER_BACKEND=onnx-int8`` (opt-in, CPU) runs an int8 copy instead (``int8.py``): the
 fp32 export statically quantized once with the shipped range table, cached beside it as
-``universal-<sha>-int8-<table digest>.onnx``.
+``universal-<sha>-int8-<table digest>.onnx``: RTF 0.174 in the same run (not the default: see
+docs/vocoder.md, "Speed").
 """
 
 from __future__ import annotations
