@@ -65,8 +65,11 @@ def resynthesis_section(vocoder: Any, tok: Any, ds: Any, *, seconds: float | Non
     copies = {i: _fit(vocoder.mel_to_wave(log_mel(ds.waves[i])), len(ds.waves[i])) for i in done}
     copy_scores = resynthesis_scores([(ds.utts[i].id, ds.utts[i].text, ds.waves[i], copies[i]) for i in done],
                                      **{k: v for k, v in scorers.items()})
+    from speechunits.vocoder.backend import get_backend
+
     section: dict[str, Any] = {
         "vocoder": str(vocoder.path), "vocoder_layers": None if layers is None else list(layers),
+        "hifigan_backend": get_backend(vocoder.device, getattr(vocoder, "backend", None)).kind,
         "utterances": len(done), "audio_seconds": audio_s,
         "synthesis_rtf": synth_s / audio_s if audio_s else None,
         "scores": scores.mean, "counts": scores.counts,

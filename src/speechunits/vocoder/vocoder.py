@@ -38,6 +38,7 @@ class UnitVocoder:
         self.device = torch.device(device)
         self.path = path
         self._speaker_encoder = None
+        self.backend: str | None = None  # HiFi-GAN runner (backend.KINDS); None: $SPEECHUNITS_VOCODER_BACKEND or auto
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, tokenizer=None, device: str | torch.device = "cpu") -> "UnitVocoder":
@@ -133,7 +134,7 @@ class UnitVocoder:
     def mel_to_wave(self, mel: torch.Tensor) -> np.ndarray:
         """16 kHz float32 speech from ``[80, M]`` log-mel through the universal HiFi-GAN."""
         # resampling can overshoot the generator's tanh range by a hair: keep full scale 1
-        return np.clip(to_16k(get_backend(self.device)(mel)[0]), -1.0, 1.0)
+        return np.clip(to_16k(get_backend(self.device, self.backend)(mel)[0]), -1.0, 1.0)
 
     def synthesize(self, units: np.ndarray, *, dedup: bool = False, speaker_wave: np.ndarray | None = None,
                    layers: Sequence[int] | None = None, speed: float = 1.0) -> np.ndarray:
