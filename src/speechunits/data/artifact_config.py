@@ -40,3 +40,20 @@ def read_typed_config(directory: str | os.PathLike, name: str, type_: str, forma
     if config.get("format_version") != format_version:
         raise error(f"{cfg_file}: format_version {config.get('format_version')!r} is not {format_version}")
     return config
+
+
+def read_hashed_bytes(path: str | os.PathLike, expected_sha256: object, error: type[Exception]) -> bytes:
+    """The bytes of ``path`` (the weights an artifact's config names by hash), refused with ``error``
+    when missing or when their sha256 is not ``expected_sha256``: nothing is parsed before the check."""
+    import hashlib
+
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: missing") from None
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != expected_sha256:
+        raise error(f"{path}: sha256 {digest[:16]}... does not match config.json "
+                    f"({str(expected_sha256)[:16]}...): changed or damaged")
+    return blob

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from speechunits.data.artifact_config import read_typed_config
+from speechunits.data.artifact_config import read_hashed_bytes, read_typed_config
 from speechunits.data.atomic import atomic_write_bytes, atomic_write_text
 
 from .code_hifigan import CodeGenerator, CodeHiFiGANConfig
@@ -100,14 +100,7 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
         raise VocoderError(f"{cfg_file}: unknown vocoder arch {arch!r} (known: {', '.join(ARCHS)})")
     if arch == "unit-mel" and (config.get("backend") or {}).get("sha256") != UNIVERSAL["sha256"]:
         raise VocoderError(f"{cfg_file}: trained for another HiFi-GAN back end than the pinned universal one")
-    try:
-        blob = st_file.read_bytes()
-    except FileNotFoundError:
-        raise VocoderError(f"{st_file}: missing") from None
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != config.get("weights_sha256"):
-        raise VocoderError(f"{st_file}: sha256 {digest[:16]}... does not match config.json "
-                           f"({str(config.get('weights_sha256'))[:16]}...): changed or damaged")
+    blob = read_hashed_bytes(st_file, config.get("weights_sha256"), VocoderError)
     try:
         tensors = st_load(blob)
         if arch == "code-hifigan":

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from speechunits.data.artifact_config import read_typed_config
+from speechunits.data.artifact_config import read_hashed_bytes, read_typed_config
 from speechunits.data.atomic import atomic_write_bytes, atomic_write_text
 
 from .model import TextToUnits, TTSConfig
@@ -70,14 +70,7 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu") -> tu
         mcfg = TTSConfig.from_dict(config["model"])
     except (KeyError, TypeError, ValueError) as e:
         raise TTSModelError(f"{cfg_file}: bad model settings ({str(e).splitlines()[0]})") from None
-    try:
-        blob = st_file.read_bytes()
-    except FileNotFoundError:
-        raise TTSModelError(f"{st_file}: missing") from None
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != config.get("weights_sha256"):
-        raise TTSModelError(f"{st_file}: sha256 {digest[:16]}... does not match config.json "
-                            f"({str(config.get('weights_sha256'))[:16]}...): changed or damaged")
+    blob = read_hashed_bytes(st_file, config.get("weights_sha256"), TTSModelError)
     try:
         tensors = st_load(blob)
         model = TextToUnits(mcfg)
