@@ -4,7 +4,8 @@
 
 ``EVAL_DIR/NAME/scores.json`` are ``speechunits tts eval`` outputs on the same sentences; the
 reference word counts come from ``CORPUS/test.jsonl``. WER is word-weighted (errors / words),
-resampled over sentences 2000 times with seed 0.
+resampled over sentences 2000 times with seed 0 (``downstream.score.error_rate``, the probes'
+interval; each row is resampled on its own, so a row does not depend on the other names given).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from speechunits.downstream.score import error_rate
 
 RESAMPLES = 2000
 
@@ -28,12 +31,6 @@ def load(eval_dir: Path, name: str, words_of: dict[str, int]) -> tuple[list[str]
     return ids, np.array([it["wer"] for it in items]) * words, words
 
 
-def interval(errors: np.ndarray, words: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
-    idx = rng.integers(0, len(words), (RESAMPLES, len(words)))
-    boot = errors[idx].sum(1) / words[idx].sum(1)
-    return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("eval_dir", type=Path)
@@ -43,17 +40,17 @@ def main() -> None:
     lines = [json.loads(x) for x in (args.corpus / "test.jsonl").read_text().splitlines() if x.strip()]
     words_of = {x["id"]: len(x["text"].split()) for x in lines}
     runs = {n: load(args.eval_dir, n, words_of) for n in args.names}
-    rng = np.random.default_rng(0)
     base = args.names[0]
     for n, (ids, err, w) in runs.items():
-        lo, hi = interval(err, w, rng)
-        line = f"{n}: WER {100 * err.sum() / w.sum():.1f} % (95 % CI {100 * lo:.1f}-{100 * hi:.1f}), {len(w)} sentences, {int(w.sum())} words"
+        r = error_rate(err, w, resamples=RESAMPLES)
+        lo, hi = r["ci95"]
+        line = f"{n}: WER {100 * r['value']:.1f} % (95 % CI {100 * lo:.1f}-{100 * hi:.1f}), {len(w)} sentences, {int(w.sum())} words"
         if n != base:
             if ids != runs[base][0]:
                 raise SystemExit(f"{n} and {base} were scored on different sentences; no paired difference")
-            d = err - runs[base][1]
-            lo, hi = interval(d, runs[base][2], rng)
-            line += f"; minus {base}: {100 * d.sum() / w.sum():+.1f} points (95 % CI {100 * lo:+.1f} to {100 * hi:+.1f})"
+            d = error_rate(err - runs[base][1], runs[base][2], resamples=RESAMPLES)
+            lo, hi = d["ci95"]
+            line += f"; minus {base}: {100 * d['value']:+.1f} points (95 % CI {100 * lo:+.1f} to {100 * hi:+.1f})"
         print(line)
 
 
