@@ -2,10 +2,10 @@
 with a budget per task (the CLI gives every task one budget), one thread.
 
     python scripts/downstream_results.py OUT NAME=TOKENIZER[:VOCODER] ... [--tasks kws,sid,se,asr,pr]
-        [--probes all,single,continuous] [--content-tokenizer NAME]
+        [--probes all,single,continuous] [--content-tokenizer NAME[,NAME]]
 
-Every tokenizer runs kws, sid and se; asr and pr run for ``--content-tokenizer`` only (the first
-by default: they cost 10 minutes a probe). A vocoder speaks the enhancement task's units. Finished
+Every tokenizer runs kws, sid and se; asr and pr run for the ``--content-tokenizer`` list only (the
+first by default: they cost 10 minutes a probe). A vocoder speaks the enhancement task's units. Finished
 probes are kept (rerun to resume); the table is written to OUT/benchmark.{json,md,html}.
 """
 
@@ -40,7 +40,8 @@ def main() -> None:
     ap.add_argument("tokenizers", nargs="+", metavar="NAME=TOKENIZER[:VOCODER]")
     ap.add_argument("--tasks", default="kws,sid,se,asr,pr")
     ap.add_argument("--probes", default="all,single,continuous")
-    ap.add_argument("--content-tokenizer", default=None, help="the tokenizer asr and pr run for (default: the first)")
+    ap.add_argument("--content-tokenizer", default=None,
+                    help="the tokenizer(s) asr and pr run for, comma-separated (default: the first)")
     ap.add_argument("--shared-data", default=os.environ.get("SPEECHUNITS_SHARED_DATA",
                                                            str(Path(__file__).resolve().parents[2] / "shared" / "data")))
     args = ap.parse_args()
@@ -57,10 +58,13 @@ def main() -> None:
     tasks, notes = builtin_tasks(names, Path(args.out) / "data", args.shared_data, synth_minutes=30, progress=False)
     for n in notes:
         print(n)
-    content = args.content_tokenizer or next(iter(toks))
+    content = (args.content_tokenizer or next(iter(toks))).split(",")
+    unknown = [c for c in content if c not in toks]
+    if unknown:
+        ap.error(f"--content-tokenizer names no tokenizer given: {', '.join(unknown)}")
     table = {"rows": [], "failures": [], "settings": {}, "tokenizers": {}}
     for td in tasks:
-        chosen = {content: toks[content]} if td.task in ("asr", "pr") else toks
+        chosen = {c: toks[c] for c in content} if td.task in ("asr", "pr") else toks
         t = run_benchmark(chosen, [td], args.out, BUDGETS, which=which, vocoders=vocs, progress=False)
         for key in ("rows", "failures"):
             table[key] += t[key]

@@ -2,7 +2,9 @@
 
 Verbs: ``train`` (LM pre-training on a units file), ``eval`` (NLL per token and per second,
 optionally clean vs perturbed), ``score`` (zero-shot pair accuracy), ``asr-train`` (unit-LM ASR
-fine-tuning) and ``asr-eval`` (beam-search WER/CER). Results are printed as JSON.
+fine-tuning), ``asr-eval`` (beam-search WER/CER), and ``instruct`` / ``instruct-eval``
+(instruction tuning on discrete or continuous speech input, ``cli/instruct.py``). Results are
+printed as JSON.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lm", help="spoken language models on units: train, eval, score, ASR",
+    p = sub.add_parser("lm", help="spoken language models on units: train, eval, score, ASR, instruction tuning",
                        description="Train and evaluate language models on discrete units.")
     verbs = p.add_subparsers(dest="lm_command", metavar="VERB", required=True)
 
@@ -77,6 +79,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             e.add_argument("--text", required=True, help="reference transcripts")
             e.add_argument("--beams", type=int, default=5)
             e.add_argument("--batch-size", type=int, default=8)
+
+    from speechunits.cli.instruct import register_verbs
+
+    register_verbs(verbs)
 
 
 def _print(result: dict, path: str | None, details: dict | None = None) -> None:

@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="se, tts: a vocoder for the tokenizer of that name (its folder name), to speak the enhanced "
                    "or synthesized units")
     b.add_argument("--task", action="append", default=[], metavar="NAME=KIND:TRAIN[:TEST]",
-                   help="a user task: KIND classify (label field) or transcribe (text field); repeatable")
+                   help="a user task: KIND classify (label field), transcribe (text field) or pr (phones of the alignment field); repeatable")
     b.add_argument("--probes", default="all,single,continuous",
                    help="which probes: all (layer attention), single (each layer), continuous (default: all three)")
     b.add_argument("--shared-data", default=None, help="the shared data folder (default $SPEECHUNITS_SHARED_DATA, else ../shared/data if present)")

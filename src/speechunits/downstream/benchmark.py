@@ -22,9 +22,10 @@ Built-in task data (:func:`builtin_tasks`):
   split, its test split's texts spoken in its unseen voices through the tokenizer's vocoder
   (``--vocoder``); score: Whisper tiny.en's WER against the text (``downstream.tts.bench``).
 
-User tasks: ``NAME=KIND:TRAIN[:TEST]`` with KIND ``classify`` (a ``label`` per line) or
-``transcribe`` (a ``text`` per line); without TEST, the last 30 % of each training utterance
-is the test (classify) or 10 % of the utterances are held out (transcribe).
+User tasks: ``NAME=KIND:TRAIN[:TEST]`` with KIND ``classify`` (a ``label`` per line),
+``transcribe`` (a ``text`` per line) or ``pr`` (phones of the ``alignment`` a line names);
+without TEST, the last 30 % of each training utterance is the test (classify) or 10 % of the
+utterances are held out (transcribe, pr).
 """
 
 from __future__ import annotations
@@ -120,14 +121,14 @@ def builtin_tasks(names: Sequence[str], work: str | os.PathLike, shared: str | o
 
 
 def user_task(spec: str) -> TaskData:
-    """``NAME=KIND:TRAIN[:TEST]`` -> a :class:`TaskData` (KIND: classify or transcribe)."""
+    """``NAME=KIND:TRAIN[:TEST]`` -> a :class:`TaskData` (KIND: classify, transcribe or pr)."""
     try:
         name, rest = spec.split("=", 1)
         kind, *paths = rest.split(":")
     except ValueError:
-        raise ValueError(f"task spec {spec!r}: expected NAME=classify|transcribe:TRAIN.jsonl[:TEST.jsonl]") from None
-    if kind not in ("classify", "transcribe") or not name or len(paths) not in (1, 2):
-        raise ValueError(f"task spec {spec!r}: expected NAME=classify|transcribe:TRAIN.jsonl[:TEST.jsonl]")
+        raise ValueError(f"task spec {spec!r}: expected NAME=classify|transcribe|pr:TRAIN.jsonl[:TEST.jsonl]") from None
+    if kind not in ("classify", "transcribe", "pr") or not name or len(paths) not in (1, 2):
+        raise ValueError(f"task spec {spec!r}: expected NAME=classify|transcribe|pr:TRAIN.jsonl[:TEST.jsonl]")
     train = read_manifest(paths[0])
     if len(paths) == 2:
         return TaskData(name, kind, train, Path(paths[0]).name, tests={Path(paths[1]).name: read_manifest(paths[1])})

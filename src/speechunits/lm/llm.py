@@ -128,13 +128,13 @@ class ExpandedVocab:
 
 
 def expand_vocab(model, tokenizer, k: int, markers: tuple[str, ...] = (SPEECH, ASR)) -> ExpandedVocab:
-    """Add k unit tokens and ``markers`` to ``tokenizer`` (in place) and grow ``model``'s input and
-    output embeddings to match, new rows = mean of the old rows.
+    """Add k unit tokens (none for ``k=0``) and ``markers`` to ``tokenizer`` (in place) and grow
+    ``model``'s input and output embeddings to match, new rows = mean of the old rows.
 
     Tokens already present (a tokenizer saved after expansion) are not added twice, but their rows
     are only re-initialised when they are beyond the model's old embedding size.
     """
-    wanted = unit_tokens(k) + list(markers)
+    wanted = (unit_tokens(k) if k else []) + list(markers)
     vocab = tokenizer.get_vocab()
     missing = [t for t in wanted if t not in vocab]
     if missing:
@@ -164,7 +164,7 @@ def expand_vocab(model, tokenizer, k: int, markers: tuple[str, ...] = (SPEECH, A
         assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
     ids = tokenizer.convert_tokens_to_ids(list(markers))
     return ExpandedVocab(
-        unit_ids=unit_token_ids(tokenizer, k).tolist(),
+        unit_ids=unit_token_ids(tokenizer, k).tolist() if k else [],
         speech_id=ids[0] if markers else -1,
         asr_id=ids[1] if len(markers) > 1 else -1,
         new_token_ids=sorted(set(tokenizer.convert_tokens_to_ids(wanted))),
