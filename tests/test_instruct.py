@@ -130,8 +130,7 @@ def test_both_inputs_learn_the_task_and_reload_through_the_real_path(setup, tmp_
     _, _, _, data = setup
     m = _model(setup, kind)
     summary = train_instruct(m, data["train"], data["dev"], tmp_path / kind, InstructSettings(steps=60, **FAST))
-    log = [json.loads(x) for x in (tmp_path / kind / "train_log.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in log if "loss" in r]
+    losses = [h["loss"] for h in json.loads((tmp_path / kind / "training" / "loss.json").read_text())["history"]]
     assert np.mean(losses[-10:]) < 0.25 * np.mean(losses[:5])  # it learns
     assert summary["best_dev_error"] == 0.0  # both tones answered right on dev
     loaded = InstructLM.load(tmp_path / kind)
@@ -144,25 +143,21 @@ def test_both_inputs_learn_the_task_and_reload_through_the_real_path(setup, tmp_
 
 def test_resume_continues_the_loss_curve_exactly(setup, tmp_path):
     _, _, _, data = setup
-    s = InstructSettings(steps=6, **dict(FAST, eval_every=3))
+    s = InstructSettings(steps=6, **dict(FAST, eval_every=3, checkpoint_every=2))
     train_instruct(_model(setup, "continuous"), data["train"], data["dev"], tmp_path / "a", s)
-
-    def kill(step, loss):
-        if step == 4:  # after the step-3 checkpoint: step 4 is lost and redone
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_instruct(_model(setup, "continuous"), data["train"], data["dev"], tmp_path / "b", s, callback=kill)
-    with pytest.raises(ValueError, match="cannot resume"):
+    part = train_instruct(_model(setup, "continuous"), data["train"], data["dev"], tmp_path / "b", s, stop_at=4)
+    assert not part["finished"] and not (tmp_path / "b" / "summary.json").exists()
+    with pytest.raises(ValueError, match="settings"):
         train_instruct(_model(setup, "continuous"), data["train"], data["dev"], tmp_path / "b",
-                       InstructSettings(steps=6, **dict(FAST, eval_every=3, lr=1e-3)))
-    train_instruct(_model(setup, "continuous"), data["train"], data["dev"], tmp_path / "b", s)
+                       InstructSettings(steps=6, **dict(FAST, eval_every=3, checkpoint_every=2, lr=1e-3)))
+    done = train_instruct(_model(setup, "continuous"), data["train"], data["dev"], tmp_path / "b", s)
 
     def losses(p):
-        return [r["loss"] for r in map(json.loads, (p / "train_log.jsonl").read_text().splitlines()) if "loss" in r]
+        return [h["loss"] for h in json.loads((p / "training" / "loss.json").read_text())["history"]]
 
-    assert len(losses(tmp_path / "b")) == 6
+    assert done["finished"] and len(losses(tmp_path / "b")) == 6
     np.testing.assert_allclose(losses(tmp_path / "b"), losses(tmp_path / "a"), rtol=1e-5)
+    assert done["dev_curve"] == json.loads((tmp_path / "a" / "summary.json").read_text())["dev_curve"]
 
 
 def test_scores_and_token_statistics():

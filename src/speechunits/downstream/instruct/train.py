@@ -1,41 +1,36 @@
-"""Instruction tuning of an :class:`~.model.InstructLM`: multi-task batches, answer-only loss, dev
-score with early stopping, checkpoints and exact resume.
+"""Instruction tuning of an :class:`~.model.InstructLM` on the shared training harness.
 
-Batches hold ``batch`` examples drawn from every task (a seeded permutation per epoch, so resume
-replays the same order). AdamW with linear warm-up then cosine decay
-(:func:`speechunits.lm.train.lr_at`); the speech adapter has its own, larger learning rate (it
-starts from random weights, the LLM from a trained one). Every ``eval_every`` steps the model
-answers the dev examples (greedy) and its dev error (:func:`~.score.dev_error`) decides early
-stopping after ``patience`` evaluations without improvement; the best model is what ``out_dir``
-holds. The log records wall time spent training (not evaluating), so "time until the dev score
-stops improving" compares the two input paths fairly.
+The loop is :class:`speechunits.encoders.pretrain.loop.Trainer` (AdamW, warm-up + linear decay,
+clipping, atomic checkpoints, exact resume, early stopping decided from the logged history), as
+for every other training loop here. Step ``s`` draws ``batch`` examples from every task with
+``step_rng(seed, s)``; the loss is the mean NLL of the answer tokens. The speech adapter learns
+at ``adapter_lr`` (it starts from random weights, the LLM from trained ones).
 
-Output: the best model (``InstructLM.save``), ``train_log.jsonl``, ``summary.json`` (best step,
-its training seconds, tokens/s, sequence lengths) and ``checkpoint/`` (``speechunits.lm.checkpoint``).
+Every ``eval_every`` steps the model answers the dev examples greedily; their error
+(:func:`~.score.dev_error`, lower is better) is logged, the best model is saved to ``out_dir``, and
+training stops after ``patience`` evaluations without a better one. Evaluation time is logged
+apart, so "training seconds until the dev score stopped improving" compares the two inputs fairly.
+
+Output: the best model (``InstructLM.save``), ``training/`` (checkpoint, ``loss.json``,
+``loss.png``), ``summary.json`` (dev curve, best step, its training seconds, positions per second).
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from speechunits.data.atomic import atomic_write_text
-from speechunits.lm.checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint, trainable_parameters
-from speechunits.lm.train import lr_at
+from speechunits.encoders.pretrain.loop import Trainer, step_rng
 
+from .model import META_FILE
 from .score import dev_error, score_items
-
-log = logging.getLogger(__name__)
-_RESUME_KEYS = ("steps", "batch", "lr", "adapter_lr", "warmup_steps", "min_lr_ratio", "weight_decay",
-                "max_grad_norm", "eval_every", "seed")
 
 
 @dataclass
@@ -44,23 +39,17 @@ class InstructSettings:
     batch: int = 8  # examples per step
     lr: float = 2e-4  # LoRA / full fine-tuning
     adapter_lr: float = 1e-3  # the speech adapter
-    warmup_steps: int | None = None  # None: 5 % of steps
-    min_lr_ratio: float = 0.1
+    warmup: float = 0.05  # share of the steps
     weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
+    clip: float = 1.0
     eval_every: int = 100
     patience: int = 4  # evaluations without a better dev error before stopping (0: never stop early)
     dev_max: int = 40  # dev examples per task scored at each evaluation
     max_new_tokens: int = 48
+    checkpoint_every: int = 50
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
-
-    def resolved(self) -> "InstructSettings":
-        c = InstructSettings(**asdict(self))
-        if c.warmup_steps is None:
-            c.warmup_steps = max(1, c.steps // 20)
-        return c
 
 
 def dev_subset(items: Sequence, per_task: int) -> list:
@@ -76,116 +65,89 @@ def dev_subset(items: Sequence, per_task: int) -> list:
     return out
 
 
-def _optimizer(model, c: InstructSettings) -> torch.optim.Optimizer:
-    params = trainable_parameters(model)
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    groups = []
-    for is_adapter in (False, True):
-        sel = [p for n, p in params if n.startswith("adapter.") == is_adapter]
-        base = c.adapter_lr if is_adapter else c.lr
-        groups += [{"params": [p for p in sel if p.ndim >= 2], "weight_decay": c.weight_decay, "base_lr": base},
-                   {"params": [p for p in sel if p.ndim < 2], "weight_decay": 0.0, "base_lr": base}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=c.lr, betas=(0.9, 0.98))
-
-
-def _order(n: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
-def _append(path: Path, rec: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(rec) + "\n")
-
-
 def train_instruct(model, train: Sequence, dev: Sequence, out_dir: str | Path, settings: InstructSettings,
-                   resume: bool = True, extra_meta: dict | None = None,
-                   callback: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+                   resume: bool = True, extra_meta: dict | None = None, stop_at: int | None = None) -> dict[str, Any]:
     """Train ``model`` on ``train``, early-stopping on ``dev``; returns the summary (also written).
 
-    ``resume``: continue from ``out_dir/checkpoint`` (written at every evaluation) when its settings
-    match. ``callback(step, loss)`` runs after each step."""
-    c = settings.resolved()
+    ``resume``: continue from ``out_dir/training/checkpoint`` when its settings match.
+    ``stop_at``: end this call at that step with a checkpoint (the next call continues)."""
+    s = settings
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt, log_path = out / "checkpoint", out / "train_log.jsonl"
     if not train or not dev:
         raise ValueError("instruction tuning needs training and dev examples")
-    model.to(c.device)
-    model.train()
-    opt = _optimizer(model, c)
-    saved = asdict(c)
-    dev_items = dev_subset(dev, c.dev_max)
-    fp = {"input": model.input_kind, "n_train": len(train), "n_dev": len(dev_items),
-          "trainable": sum(p.numel() for _, p in trainable_parameters(model))}
-    st = {"step": 0, "epoch": 0, "index": 0, "best": None, "best_step": 0, "best_seconds": 0.0,
-          "bad": 0, "seconds": 0.0, "tokens": 0, "stopped": False}
-    state = read_checkpoint_state(ckpt) if resume else None
-    if state is not None:
-        bad = [k for k in _RESUME_KEYS if state["config"].get(k) != saved[k]]
-        if bad or state["fingerprint"] != fp:
-            raise ValueError(f"{ckpt}: cannot resume with different settings or data "
-                             f"({', '.join(bad) or 'model/data changed'}); use another --out or --no-resume")
-        st = load_checkpoint(ckpt, model, opt)["loop"]
-        log.info("resuming from step %d", st["step"])
-        kept = [line for line in log_path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line)["step"] <= st["step"]] if log_path.is_file() else []
-        atomic_write_text(log_path, "".join(line + "\n" for line in kept))
-    else:
-        torch.manual_seed(c.seed)
-        atomic_write_text(log_path, "")
-    order = _order(len(train), c.seed, st["epoch"])
-    bar = tqdm(total=c.steps, initial=st["step"], desc=f"instruct {model.input_kind}", unit="step",
-               disable=not c.progress)
-    while st["step"] < c.steps and not st["stopped"]:
-        t0 = time.perf_counter()
-        picked = []
-        while len(picked) < c.batch:
-            if st["index"] >= len(order):
-                st["epoch"], st["index"] = st["epoch"] + 1, 0
-                order = _order(len(train), c.seed, st["epoch"])
-            picked.append(train[int(order[st["index"]])])
-            st["index"] += 1
-        encs = [model.encode(it) for it in picked]
-        scale = lr_at(st["step"], c) / c.lr
-        for g in opt.param_groups:
-            g["lr"] = g["base_lr"] * scale
+    model.to(s.device)
+    dev_items = dev_subset(dev, s.dev_max)
+    best_dir = out / "best"
+    if not resume:
+        shutil.rmtree(best_dir, ignore_errors=True)
+
+    def loss_fn(step: int):
+        metrics: dict[str, float] = {}
+        if step > 0 and (step % s.eval_every == 0 or step == s.steps - 1):
+            t0 = time.perf_counter()
+            scores, _ = score_items(model, dev_items, s.max_new_tokens)
+            metrics["dev_error"] = dev_error(scores)
+            metrics.update({f"dev_{t}": r["value"] for t, r in scores.items()})
+            best = min([h["dev_error"] for h in trainer.history if "dev_error" in h], default=np.inf)
+            if metrics["dev_error"] <= best:  # ties go to the later (longer-trained) weights
+                model.save(best_dir, extra=extra_meta)
+            metrics["eval_seconds"] = time.perf_counter() - t0
+        model.train()
+        r = step_rng(s.seed, step, "instruct")
+        encs = [model.encode(train[int(k)]) for k in r.integers(0, len(train), s.batch)]
         nll, n = model.answer_nll(encs)
-        (nll / max(n, 1)).backward()
-        if c.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_([p for _, p in trainable_parameters(model)], c.max_grad_norm)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        positions = sum(len(e.prefix) + model.speech_length(e.speech) + len(e.suffix) + len(e.answer) for e in encs)
-        st["step"] += 1
-        st["seconds"] += time.perf_counter() - t0
-        st["tokens"] += positions
-        rec = {"step": st["step"], "loss": float(nll.detach()) / max(n, 1), "lr": scale * c.lr,
-               "positions": positions, "train_seconds": round(st["seconds"], 2)}
-        _append(log_path, rec)
-        bar.set_postfix(loss=f"{rec['loss']:.3f}")
-        bar.update(1)
-        if st["step"] % c.eval_every == 0 or st["step"] == c.steps:
-            scores, _ = score_items(model, dev_items, c.max_new_tokens)
-            err = dev_error(scores)
-            better = st["best"] is None or err < st["best"]
-            if better:
-                st.update(best=err, best_step=st["step"], best_seconds=st["seconds"], bad=0)
-                model.save(out, extra=extra_meta)
-            else:
-                st["bad"] += 1
-                st["stopped"] = bool(c.patience) and st["bad"] >= c.patience
-            _append(log_path, {"step": st["step"], "dev_error": err, "train_seconds": round(st["seconds"], 2),
-                               "dev": {t: {"metric": r["metric"], "value": r["value"]} for t, r in scores.items()}})
-            log.info("step %d: dev error %.4f%s", st["step"], err, " (best)" if better else "")
-            save_checkpoint(ckpt, model, opt, {"loop": st, "config": saved, "fingerprint": fp})
-        if callback is not None:
-            callback(st["step"], rec["loss"])
-    bar.close()
-    summary = {"input": model.input_kind, "steps": st["step"], "stopped_early": st["stopped"],
-               "best_step": st["best_step"], "best_dev_error": st["best"],
-               "train_seconds": round(st["seconds"], 1), "seconds_to_best": round(st["best_seconds"], 1),
-               "positions_per_second": round(st["tokens"] / max(st["seconds"], 1e-9), 1),
-               "settings": saved, "data": fp}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        metrics["positions"] = sum(len(e.prefix) + model.speech_length(e.speech) + len(e.suffix) + len(e.answer)
+                                   for e in encs)
+        return nll / max(n, 1), metrics
+
+    def should_stop(history: list[dict]) -> bool:
+        errs = [h["dev_error"] for h in history if "dev_error" in h]
+        if not s.patience or len(errs) <= s.patience:
+            return False
+        last_best = len(errs) - 1 - int(np.argmin(errs[::-1]))
+        return last_best < len(errs) - s.patience
+
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    config = {"settings": {k: v for k, v in asdict(s).items() if k not in ("device", "progress", "checkpoint_every")},
+              "input": model.input_kind, "n_train": len(train), "n_dev": len(dev_items),
+              "trainable": sum(p.numel() for p in params.values()), "device": s.device}
+    trainer = Trainer(out / "training", params, loss_fn, steps=s.steps, lr=s.lr, warmup=s.warmup, seed=s.seed,
+                      weight_decay=s.weight_decay, clip=s.clip, checkpoint_every=s.checkpoint_every,
+                      progress=s.progress, desc=f"instruct {model.input_kind}", config=config,
+                      should_stop=should_stop, lr_mult=lambda n: s.adapter_lr / s.lr if n.startswith("adapter.") else 1.0)
+    trainer.run(resume=resume, stop_at=stop_at)
+    summary = summarize(trainer.history, trainer.finished, trainer.stopped_early)
+    summary.update(settings=asdict(s), data=config)
+    if trainer.finished:
+        if not best_dir.is_dir() and not (out / META_FILE).is_file():  # ended before any evaluation
+            model.save(best_dir, extra=extra_meta)
+        _publish(best_dir, out)
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def summarize(history: list[dict], finished: bool, stopped_early: bool) -> dict[str, Any]:
+    """Dev curve, best step, training seconds (evaluation excluded) to it and in all, positions/s."""
+    train_s = np.cumsum([h["seconds"] - h.get("eval_seconds", 0.0) for h in history])
+    curve = [(h["step"], h["dev_error"]) for h in history if "dev_error" in h]
+    best = min(curve, key=lambda t: (t[1], -t[0])) if curve else None
+    positions = sum(h["positions"] for h in history)
+    return {"finished": finished, "steps": len(history), "stopped_early": stopped_early,
+            "dev_curve": [{"step": st, "dev_error": e, **{k[4:]: h[k] for k in h if k.startswith("dev_") and k != "dev_error"}}
+                          for (st, e), h in zip(curve, [h for h in history if "dev_error" in h])],
+            "best_step": best[0] if best else None, "best_dev_error": best[1] if best else None,
+            "seconds_to_best": round(float(train_s[best[0] - 1]), 1) if best and best[0] > 0 else None,
+            "train_seconds": round(float(train_s[-1]), 1) if len(train_s) else 0.0,
+            "positions_per_second": round(positions / float(train_s[-1]), 1) if len(train_s) and train_s[-1] > 0 else None}
+
+
+def _publish(best_dir: Path, out: Path) -> None:
+    """Move the best model's files up into ``out`` (the folder a user loads)."""
+    if not best_dir.is_dir():
+        return
+    for f in sorted(best_dir.iterdir()):
+        dest = out / f.name
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        f.replace(dest)
+    best_dir.rmdir()

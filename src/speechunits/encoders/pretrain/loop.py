@@ -134,6 +134,8 @@ class Trainer:
         should_stop: early stopping: called with the history after every step; ``True`` ends the
             run there for good (a checkpoint records it, so a resumed run stays stopped). Decide
             from the history only, so the decision is the same after a resume.
+        lr_mult: a learning-rate multiplier per parameter name (e.g. a freshly initialised
+            adapter beside pre-trained weights); the schedule scales every group alike.
     """
 
     def __init__(
@@ -157,6 +159,7 @@ class Trainer:
         config: dict | None = None,
         no_decay: Callable[[str], bool] | None = None,
         should_stop: Callable[[list[dict]], bool] | None = None,
+        lr_mult: Callable[[str], float] | None = None,
     ) -> None:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
@@ -171,10 +174,13 @@ class Trainer:
         self.progress, self.desc = progress, desc
         self.config = dict(config or {})
         skip = no_decay or (lambda n: n.endswith("bias") or "norm" in n or n.endswith("_emb") or "embs" in n)
-        decay = [p for n, p in self.params.items() if not skip(n)]
-        flat = [p for n, p in self.params.items() if skip(n)]
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": flat, "weight_decay": 0.0}]
-        groups = [g for g in groups if g["params"]]
+        mult = lr_mult or (lambda n: 1.0)
+        groups: dict[tuple[bool, float], dict] = {}
+        for n, p in self.params.items():
+            key = (not skip(n), float(mult(n)))
+            groups.setdefault(key, {"params": [], "weight_decay": weight_decay if key[0] else 0.0,
+                                    "lr_mult": key[1]})["params"].append(p)
+        groups = sorted(groups.values(), key=lambda g: (-g["weight_decay"], g["lr_mult"]))
         # foreach=False: the per-parameter loop gives the same float results in every run.
         self.opt = torch.optim.AdamW(groups, lr=self.lr, betas=betas, eps=1e-6, foreach=False)
         self.history: list[dict] = []
@@ -264,7 +270,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 lr = lr_at(self.step, self.steps, self.lr, self.warmup, self.final_lr_ratio)
                 for g in self.opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g["lr_mult"]
                 torch.manual_seed(step_seed(self.seed, self.step, "torch"))  # dropout of this step
                 loss, metrics = self.loss_fn(self.step)
                 if not torch.isfinite(loss):
