@@ -15,7 +15,7 @@ def _add_data(p: argparse.ArgumentParser) -> None:
     add_tokenizer(p, required=True, help="a single-layer tokenizer: its units feed the discrete path, its "
                   "encoder layer's features the continuous path")
     p.add_argument("--tasks", default="asr,pr,kws",
-                   help="built-in tasks, comma-separated: asr, pr, kws, sid (default asr,pr,kws; '' for none)")
+                   help="built-in tasks, comma-separated: asr, pr, kws (default all three; '' for none)")
     p.add_argument("--task", action="append", default=[], metavar="NAME=KIND:TRAIN[:TEST]",
                    help="a task of your own: KIND classify (a 'label' per line), transcribe (a 'text' per line) or pr "
                    "(phones of the 'alignment' a line names); "

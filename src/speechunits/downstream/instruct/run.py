@@ -27,7 +27,7 @@ from .stats import input_statistics
 from .train import InstructSettings, train_instruct
 
 log = logging.getLogger(__name__)
-BUILTIN = ("asr", "pr", "kws", "sid")
+BUILTIN = ("asr", "pr", "kws")  # sid is not: its built-in data has one utterance per speaker
 
 
 def _short(utts: Sequence, max_seconds: float | None) -> list:
