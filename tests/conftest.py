@@ -27,3 +27,14 @@ def tone() -> tuple[np.ndarray, int]:
     t = np.arange(sr) / sr
     x = sum(np.sin(2 * np.pi * 220 * h * t) / h for h in range(1, 6))
     return (0.5 * x / np.abs(x).max()).astype(np.float32), sr
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module's tests (two pytest-xdist workers share two cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

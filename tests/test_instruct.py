@@ -29,12 +29,7 @@ from test_downstream import SR, voiced  # noqa: E402
 WORDS = ["task", "speech", "answer", ":", ".", "which", "tone", "is", "it", "?", "low", "high", "a", "b"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,16 @@ FORMAT_VERSION = 1
 INPUTS = ("discrete", "continuous")
 
 
+def move_contents(src: Path, dest: Path) -> None:
+    """Move every file and folder of ``src`` into ``dest`` (replacing same-named ones), then drop ``src``."""
+    for f in sorted(src.iterdir()):
+        target = dest / f.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        f.replace(target)
+    src.rmdir()
+
+
 class SpeechAdapter(torch.nn.Module):
     """Features ``[T, F]`` -> ``[ceil(T / stack), hidden]``: standardise, stack, project.
 
@@ -237,12 +247,7 @@ class InstructLM(torch.nn.Module):
                       str(tmp / ADAPTER_FILE))
         if self.bpe is not None:
             self.bpe.save_pretrained(tmp / "bpe")
-        for f in sorted(tmp.iterdir()):
-            dest = out / f.name
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            f.replace(dest)
-        tmp.rmdir()
+        move_contents(tmp, out)
         meta = {"format_version": FORMAT_VERSION, "input": self.input_kind, "source": self.source,
                 "settings": self.settings, **(extra or {})}
         atomic_write_text(out / META_FILE, json.dumps(meta, indent=2) + "\n")

@@ -29,7 +29,7 @@ import numpy as np
 from speechunits.data.atomic import atomic_write_text
 from speechunits.encoders.pretrain.loop import Trainer, step_rng
 
-from .model import META_FILE
+from .model import META_FILE, move_contents
 from .score import dev_error, score_items
 
 
@@ -143,11 +143,5 @@ def summarize(history: list[dict], finished: bool, stopped_early: bool) -> dict[
 
 def _publish(best_dir: Path, out: Path) -> None:
     """Move the best model's files up into ``out`` (the folder a user loads)."""
-    if not best_dir.is_dir():
-        return
-    for f in sorted(best_dir.iterdir()):
-        dest = out / f.name
-        if dest.is_dir():
-            shutil.rmtree(dest)
-        f.replace(dest)
-    best_dir.rmdir()
+    if best_dir.is_dir():
+        move_contents(best_dir, out)
