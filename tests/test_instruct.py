@@ -212,6 +212,6 @@ def test_eval_refuses_another_tokenizer_and_a_malformed_model(setup, tmp_path):
 def test_a_user_phone_task_is_accepted_and_held_out_by_utterance(setup):
     d, _, _, _ = setup
     td = user_task(f"ph=pr:{d / 'train.jsonl'}")
-    assert td.task == "pr" and len(td.train) == 21 and len(next(iter(td.tests.values()))) == 3
+    assert td.task == "pr" and len(td.train) == 22 and len(next(iter(td.tests.values()))) == 2  # 10 % held out
     with pytest.raises(ValueError, match="classify|transcribe|pr"):
         user_task(f"ph=sid:{d / 'train.jsonl'}")
