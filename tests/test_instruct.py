@@ -215,3 +215,18 @@ def test_a_user_phone_task_is_accepted_and_held_out_by_utterance(setup):
     assert td.task == "pr" and len(td.train) == 22 and len(next(iter(td.tests.values()))) == 2  # 10 % held out
     with pytest.raises(ValueError, match="classify|transcribe|pr"):
         user_task(f"ph=sid:{d / 'train.jsonl'}")
+
+
+def test_full_fine_tuning_trains_every_weight_and_reloads(setup, tmp_path):
+    _, _, _, data = setup
+    m = _model(setup, "continuous", full=True)
+    n_all = sum(p.numel() for p in m.parameters())
+    assert sum(p.numel() for p in m.parameters() if p.requires_grad) == n_all
+    train_instruct(m, data["train"], data["dev"], tmp_path / "full", InstructSettings(steps=30, **FAST))
+    assert (tmp_path / "full" / "model.safetensors").is_file() and not (tmp_path / "full" / "adapter_config.json").exists()
+    loaded = InstructLM.load(tmp_path / "full")
+    items = data["test:tones:test.jsonl"]
+    assert loaded.generate(items) == InstructLM.load(tmp_path / "full").generate(items)
+    with torch.no_grad():
+        a = loaded.answer_nll([loaded.encode(it) for it in items])[0]
+    assert float(a) / (2 * len(items)) < 1.0  # it learned (chance over the answer and eos is ~ln 20)
