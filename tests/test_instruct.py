@@ -20,7 +20,7 @@ pytest.importorskip("peft")
 from speechunits.cli import main  # noqa: E402
 from speechunits.downstream.benchmark import user_task  # noqa: E402
 from speechunits.downstream.instruct import (  # noqa: E402
-    InstructLM, InstructSettings, SpeechAdapter, coverage_share, input_statistics, prepare_instruct, run_instruct,
+    InstructLM, InstructSettings, SpeechAdapter, coverage_share, input_statistics, prepare_instruct,
     run_instruct_eval, score_answers, train_instruct)
 from speechunits.encoders import load_encoder  # noqa: E402
 from speechunits.fit import fit_tokenizer  # noqa: E402
