@@ -68,7 +68,7 @@ def _llm_child(kind: str, args: dict, q) -> None:
         n = max(1, int(round(args["bpe_rate"] * args["seconds"])))
         for e in encs:
             e.speech = e.speech[:n] if len(e.speech) >= n else np.resize(e.speech, n)
-    positions = sum(len(e.prefix) + model.speech_length(e.speech) + len(e.suffix) + len(e.answer) for e in encs)
+    positions = sum(model.positions(e) for e in encs)
 
     def step():
         nll, k = model.answer_nll(encs)

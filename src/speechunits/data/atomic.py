@@ -66,3 +66,9 @@ def replace_dir(tmp: str | Path, final: str | Path) -> Path:
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def safe_file_name(text: str) -> str:
+    """``text`` with every character but letters, digits, ``-``, ``_`` and ``.`` replaced by ``_``:
+    a file or folder name made from an id or a label that cannot hold a path separator."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))

@@ -20,7 +20,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -114,19 +114,31 @@ class SegmentReader:
         return torch.from_numpy(x).to(self.device), lengths.to(self.device)
 
 
+def evenly_spread(items: Sequence, most: int) -> list:
+    """At most ``most`` of ``items``, evenly spread over the sequence (first and last included)."""
+    return [items[k] for k in np.unique(np.linspace(0, len(items) - 1, min(most, len(items))).round().astype(int))]
+
+
+def frame_mean_std(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and std over the first axis of all ``frames`` arrays together (float64), or ``None``
+    when there is no frame: the continuous inputs' standardisation statistics."""
+    total, sq, n = 0.0, 0.0, 0
+    for x in frames:
+        x = np.asarray(x, dtype=np.float64)
+        total, sq, n = total + x.sum(0), sq + (x * x).sum(0), n + len(x)
+    if n == 0:
+        return None
+    mean = total / n
+    return mean, np.sqrt(np.maximum(sq / n - mean * mean, 0.0))
+
+
 def feature_stats(reader: SegmentReader, train: Sequence[Segment], most: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer, per-dimension mean and std ``[L, F]`` of the frames of (at most ``most``, evenly
     spread) training segments: the continuous front-end's standardisation, fixed before training."""
-    picks = [train[k] for k in np.unique(np.linspace(0, len(train) - 1, min(most, len(train))).round().astype(int))]
-    total, sq, n = 0.0, 0.0, 0
-    for seg in picks:
-        x = reader.read(seg).astype(np.float64)  # [T, L, F]
-        total, sq, n = total + x.sum(0), sq + (x * x).sum(0), n + len(x)
-    if n == 0:
+    stats = frame_mean_std(reader.read(seg) for seg in evenly_spread(train, most))  # [T, L, F] each
+    if stats is None:
         raise ValueError(f"{reader.store.folder}: the training segments have no frames")
-    mean = total / n
-    std = np.sqrt(np.maximum(sq / n - mean * mean, 0.0))
-    return torch.from_numpy(mean).float(), torch.from_numpy(std).float()
+    return torch.from_numpy(stats[0]).float(), torch.from_numpy(stats[1]).float()
 
 
 def build_probe_config(task: str, tokenizer_info: dict, store: ShardStore, train: Sequence[Segment],

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 
-from speechunits.data.atomic import atomic_write_bytes, atomic_write_text
+from speechunits.data.atomic import atomic_write_bytes, atomic_write_text, safe_file_name
 from speechunits.data.loader import describe_failure, iter_audio
 from speechunits.data.manifest import Utterance
 from speechunits.tokens import expand_ids, read_config, read_units
@@ -62,7 +62,7 @@ def write_wav(path: Path, wave: np.ndarray, sample_rate: int = 16000) -> None:
 
 def _safe_name(utt_id: str) -> str:
     """A file name inside the output folder for any id (ids with '/' or '..' cannot escape)."""
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(utt_id)).lstrip(".")
+    name = safe_file_name(utt_id).lstrip(".")
     return name or "utt"
 
 

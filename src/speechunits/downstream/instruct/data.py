@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from speechunits.data.atomic import safe_file_name
 from speechunits.data.manifest import Utterance
 from speechunits.data.shards import ShardStore
 
@@ -100,10 +101,6 @@ def task_splits(td: TaskData, seed: int = 0) -> dict[str, list[Utterance]]:
     return {"train": train, "dev": dev, **{f"test:{k}": v for k, v in tests.items()}}
 
 
-def _folder_name(split: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in split)
-
-
 def prepare_instruct(tasks: Sequence[TaskData], tokenizer, work: str | os.PathLike, seed: int = 0,
                      progress: bool = True) -> dict[str, list[InstructItem]]:
     """Encode every split of every task under ``work/<task>/<split>`` (resumable; shared by both
@@ -114,7 +111,7 @@ def prepare_instruct(tasks: Sequence[TaskData], tokenizer, work: str | os.PathLi
     for td in tasks:
         task = get_task(td.task)
         for split, utts in task_splits(td, seed).items():
-            store = prepare_task_data(Path(work) / _folder_name(td.name) / _folder_name(split), utts, tokenizer,
+            store = prepare_task_data(Path(work) / safe_file_name(td.name) / safe_file_name(split), utts, tokenizer,
                                       td.task, features=True, progress=progress)
             prompts = {u.id: str(u.extra.get("prompt") or PROMPTS.get(td.task, PROMPTS["classify"])) for u in utts}
             items = [InstructItem(td.name, td.task, it["id"], prompts[it["id"]], answer_text(task, it["target"]),

@@ -36,7 +36,8 @@ from safetensors.torch import load_file, save_file
 
 from speechunits.data.atomic import atomic_write_text
 from speechunits.lm.llm import _quiet_transformers, add_lora, expand_vocab, load_base_from_source, load_text_lm
-from speechunits.lm.vocab import SPEECH
+from speechunits.lm.packing import IGNORE
+from speechunits.lm.vocab import SPEECH, unit_token_ids
 from speechunits.security import safe_from_pretrained
 from speechunits.tokens.bpe import UnitBPE
 
@@ -122,9 +123,10 @@ class InstructLM(torch.nn.Module):
         self.eos_id = int(tokenizer.eos_token_id)
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id)
         if bpe is not None:
-            from speechunits.lm.vocab import unit_token_ids
-
             self.unit_ids = unit_token_ids(tokenizer, bpe.vocab_size)
+        # the text around the speech repeats in every example: tokenize it once (per prompt)
+        self._suffix = np.concatenate(([self.speech_end_id], self.text_ids("\nAnswer:")))
+        self._prefixes: dict[str, np.ndarray] = {}
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -165,11 +167,17 @@ class InstructLM(torch.nn.Module):
         """Positions the speech takes in the LLM's sequence."""
         return len(speech) if self.input_kind == "discrete" else self.adapter.n_out(len(speech))
 
+    def positions(self, e: Encoded) -> int:
+        """The length of an encoded example in the LLM's sequence (what a step's cost follows)."""
+        return len(e.prefix) + self.speech_length(e.speech) + len(e.suffix) + len(e.answer)
+
     def encode(self, item, with_answer: bool = True) -> Encoded:
-        prefix = np.append(self.text_ids(f"Task: {item.prompt}\nSpeech: "), self.speech_id)
-        suffix = np.concatenate(([self.speech_end_id], self.text_ids("\nAnswer:")))
+        prefix = self._prefixes.get(item.prompt)
+        if prefix is None:
+            prefix = np.append(self.text_ids(f"Task: {item.prompt}\nSpeech: "), self.speech_id)
+            self._prefixes[item.prompt] = prefix
         answer = np.append(self.text_ids(" " + item.answer), self.eos_id) if with_answer else np.zeros(0, np.int64)
-        return Encoded(prefix, self.speech_input(item), suffix, answer)
+        return Encoded(prefix, self.speech_input(item), self._suffix, answer)
 
     # ------------------------------------------------------------------ batches
     def _embed_one(self, e: Encoded) -> torch.Tensor:
@@ -183,13 +191,13 @@ class InstructLM(torch.nn.Module):
 
     def batch(self, encs: Sequence[Encoded], left_pad: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(inputs_embeds [B, T, H], attention_mask [B, T], labels [B, T])``; labels are the
-        answer tokens at their own positions (the model shifts them), -100 elsewhere."""
+        answer tokens at their own positions (the model shifts them), ``IGNORE`` (-100) elsewhere."""
         rows = [self._embed_one(e) for e in encs]
         T, H = max(len(r) for r in rows), rows[0].shape[1]
         dev = self.device
         x = rows[0].new_zeros(len(rows), T, H)
         mask = torch.zeros(len(rows), T, dtype=torch.long, device=dev)
-        labels = torch.full((len(rows), T), -100, dtype=torch.long, device=dev)
+        labels = torch.full((len(rows), T), IGNORE, dtype=torch.long, device=dev)
         for b, (r, e) in enumerate(zip(rows, encs)):
             s = T - len(r) if left_pad else 0
             x[b, s:s + len(r)] = r
@@ -204,8 +212,8 @@ class InstructLM(torch.nn.Module):
         logits = self.llm(inputs_embeds=x, attention_mask=mask, use_cache=False).logits.float()
         tgt = labels[:, 1:]
         nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                                                ignore_index=-100, reduction="sum")
-        return nll, int((tgt != -100).sum())
+                                                ignore_index=IGNORE, reduction="sum")
+        return nll, int((tgt != IGNORE).sum())
 
     @torch.no_grad()
     def generate(self, items: Sequence, max_new_tokens: int = 48, batch_size: int = 8) -> list[str]:

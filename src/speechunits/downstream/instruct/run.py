@@ -20,6 +20,7 @@ from speechunits.tokens.bpe import UnitBPE
 
 from ..benchmark import TaskData, builtin_tasks, user_task
 from ..prepare import tokenizer_fingerprint
+from ..train import evenly_spread, frame_mean_std
 from .data import InstructItem, prepare_instruct
 from .model import InstructLM
 from .score import score_items
@@ -66,13 +67,11 @@ def instruct_tasks(names: Sequence[str], user_specs: Sequence[str], work: str | 
 
 
 def _feature_stats(items: Sequence[InstructItem], most: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    picks = [items[k] for k in np.unique(np.linspace(0, len(items) - 1, min(most, len(items))).round().astype(int))]
-    total, sq, n = 0.0, 0.0, 0
-    for it in picks:
-        x = it.features().astype(np.float64)
-        total, sq, n = total + x.sum(0), sq + (x * x).sum(0), n + len(x)
-    mean = total / n
-    return mean, np.sqrt(np.maximum(sq / n - mean * mean, 0.0))
+    """The adapter's standardisation: per-dimension mean and std of (at most ``most``) training items."""
+    stats = frame_mean_std(it.features() for it in evenly_spread(items, most))
+    if stats is None:
+        raise ValueError("the training items have no frames")
+    return stats
 
 
 def _bpe(train: Sequence[InstructItem], k: int, size: int, folder: Path, seed: int) -> UnitBPE:

@@ -29,6 +29,7 @@ import numpy as np
 from speechunits.data.atomic import atomic_write_text
 from speechunits.encoders.pretrain.loop import Trainer, step_rng
 
+from ..train import evenly_spread
 from .model import META_FILE, move_contents
 from .score import dev_error, score_items
 
@@ -58,11 +59,7 @@ def dev_subset(items: Sequence, per_task: int) -> list:
     by_task: dict[str, list] = {}
     for it in items:
         by_task.setdefault(it.task, []).append(it)
-    out = []
-    for group in by_task.values():
-        pick = np.unique(np.linspace(0, len(group) - 1, min(per_task, len(group))).round().astype(int))
-        out += [group[i] for i in pick]
-    return out
+    return [it for group in by_task.values() for it in evenly_spread(group, per_task)]
 
 
 def train_instruct(model, train: Sequence, dev: Sequence, out_dir: str | Path, settings: InstructSettings,
@@ -96,8 +93,7 @@ def train_instruct(model, train: Sequence, dev: Sequence, out_dir: str | Path, s
         r = step_rng(s.seed, step, "instruct")
         encs = [model.encode(train[int(k)]) for k in r.integers(0, len(train), s.batch)]
         nll, n = model.answer_nll(encs)
-        metrics["positions"] = sum(len(e.prefix) + model.speech_length(e.speech) + len(e.suffix) + len(e.answer)
-                                   for e in encs)
+        metrics["positions"] = sum(model.positions(e) for e in encs)
         return nll / max(n, 1), metrics
 
     def should_stop(history: list[dict]) -> bool:
@@ -129,14 +125,14 @@ def train_instruct(model, train: Sequence, dev: Sequence, out_dir: str | Path, s
 def summarize(history: list[dict], finished: bool, stopped_early: bool) -> dict[str, Any]:
     """Dev curve, best step, training seconds (evaluation excluded) to it and in all, positions/s."""
     train_s = np.cumsum([h["seconds"] - h.get("eval_seconds", 0.0) for h in history])
-    curve = [(h["step"], h["dev_error"]) for h in history if "dev_error" in h]
-    best = min(curve, key=lambda t: (t[1], -t[0])) if curve else None
+    evals = [h for h in history if "dev_error" in h]
+    best = min(evals, key=lambda h: (h["dev_error"], -h["step"])) if evals else None
     positions = sum(h["positions"] for h in history)
     return {"finished": finished, "steps": len(history), "stopped_early": stopped_early,
-            "dev_curve": [{"step": st, "dev_error": e, **{k[4:]: h[k] for k in h if k.startswith("dev_") and k != "dev_error"}}
-                          for (st, e), h in zip(curve, [h for h in history if "dev_error" in h])],
-            "best_step": best[0] if best else None, "best_dev_error": best[1] if best else None,
-            "seconds_to_best": round(float(train_s[best[0] - 1]), 1) if best and best[0] > 0 else None,
+            "dev_curve": [{"step": h["step"], "dev_error": h["dev_error"],
+                           **{k[4:]: h[k] for k in h if k.startswith("dev_") and k != "dev_error"}} for h in evals],
+            "best_step": best["step"] if best else None, "best_dev_error": best["dev_error"] if best else None,
+            "seconds_to_best": round(float(train_s[best["step"] - 1]), 1) if best and best["step"] > 0 else None,
             "train_seconds": round(float(train_s[-1]), 1) if len(train_s) else 0.0,
             "positions_per_second": round(positions / float(train_s[-1]), 1) if len(train_s) and train_s[-1] > 0 else None}
 

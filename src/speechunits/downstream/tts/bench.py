@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from speechunits.data.atomic import safe_file_name
+
 from .artifact import TextToSpeech
 from .evaluate import evaluate_tts
 from .train import TTSSettings, train_tts
@@ -36,7 +38,7 @@ def tts_rows(tname: str, tokenizer, source: str, td, run_dir: Path, vocoder, set
     except Exception as e:  # one task's failure is recorded; the others still run
         return [], [{"tokenizer": tname, "task": td.name, "variant": "all", "reason": str(e).splitlines()[0]}]
     for test, utts in td.tests.items():
-        folder = run_dir / "eval" / "".join(c if c.isalnum() or c in "-_." else "_" for c in test)
+        folder = run_dir / "eval" / safe_file_name(test)
         try:
             report = json.loads((folder / "scores.json").read_text()) if (folder / "scores.json").exists() else \
                 evaluate_tts(tts, vocoder, utts, folder, scorers=scorers, tokenizer=tokenizer, progress=progress)
