@@ -230,3 +230,21 @@ def test_full_fine_tuning_trains_every_weight_and_reloads(setup, tmp_path):
     with torch.no_grad():
         a = loaded.answer_nll([loaded.encode(it) for it in items])[0]
     assert float(a) / (2 * len(items)) < 1.0  # it learned (chance over the answer and eos is ~ln 20)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "discrete"])
+def test_the_speech_input_parameters_are_the_adapter_or_the_new_rows(setup, kind):
+    from speechunits.downstream.instruct.train import is_speech_input_param
+
+    m = _model(setup, kind)
+    fast = {n: p for n, p in m.named_parameters() if p.requires_grad and is_speech_input_param(n)}
+    rows = [p for n, p in fast.items() if "trainable_tokens_delta" in n]
+    assert len(rows) == 2  # the test LLM is untied: the input and the output rows
+    new_rows = (m.bpe.vocab_size if kind == "discrete" else 0) + 2  # the BPE tokens and the two markers
+    assert all(r.shape[0] == new_rows for r in rows)
+    assert any(n.startswith("adapter.") for n in fast) == (kind == "continuous")
+    if kind == "discrete":  # the unit rows start distinct (noise over the mean)
+        units = rows[0][: m.bpe.vocab_size].detach()
+        assert torch.cdist(units, units).add(torch.eye(len(units)) * 1e9).min() > 0.05
+    # everything else that trains is LoRA
+    assert all("lora_" in n for n, p in m.named_parameters() if p.requires_grad and n not in fast)

@@ -158,3 +158,29 @@ def test_smollm2_gguf_expansion_keeps_text_logits():
     counts = trainable_summary(peft_model)
     # LoRA r64 on q/k/v/o/gate/up/down of 30 layers + 502 new rows of 576
     assert counts["trainable"] == 30 * 64 * (4 * 576 + 2 * 192 + 2 * 576 + 3 * (576 + 1536)) + 502 * 576
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_noisy_new_rows_are_distinct_seeded_and_centred_on_the_mean(tmp_path, tied):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    n_text = make_text_llm(tmp_path / "llm", tied)
+
+    def expanded(noise: float, seed: int) -> torch.Tensor:
+        model = AutoModelForCausalLM.from_pretrained(tmp_path / "llm")
+        ex = expand_vocab(model, AutoTokenizer.from_pretrained(tmp_path / "llm"), 200, noise=noise, seed=seed)
+        assert (model.get_output_embeddings().weight is model.get_input_embeddings().weight) == tied
+        rows = model.get_input_embeddings().weight[ex.new_token_ids]
+        return model.get_input_embeddings().weight[:n_text].detach(), rows.detach()
+
+    old, mean_rows = expanded(0.0, 0)
+    assert torch.equal(mean_rows, old.mean(0).expand_as(mean_rows))  # noise 0: exactly the mean, as before
+    _, a = expanded(1.0, 0)
+    _, b = expanded(1.0, 0)
+    _, c = expanded(1.0, 1)
+    assert torch.equal(a, b) and not torch.allclose(a, c)  # seeded
+    # every new row distinct: as far from its nearest new row as old rows typically are apart
+    assert torch.cdist(a, a).add(torch.eye(len(a)) * 1e9).min() > 0.5 * torch.cdist(old, old).median()
+    # centred on the mean with the old rows' per-dimension spread (202 rows: loose bounds)
+    assert (a.mean(0) - old.mean(0)).abs().max() < 0.5 * old.std(0).max()
+    torch.testing.assert_close(a.std(0).mean(), old.std(0).mean(), rtol=0.2, atol=0)

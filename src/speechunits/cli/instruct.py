@@ -57,7 +57,8 @@ def register_verbs(verbs: argparse._SubParsersAction) -> None:
     i.add_argument("--steps", type=positive_int, default=1000)
     i.add_argument("--batch", type=positive_int, default=8, help="examples per step (default 8)")
     i.add_argument("--lr", type=float, default=2e-4, help="LLM learning rate (default 2e-4)")
-    i.add_argument("--adapter-lr", type=float, default=1e-3, help="adapter learning rate (default 1e-3)")
+    i.add_argument("--adapter-lr", type=float, default=1e-3, help="learning rate of the new speech-input parameters: the continuous adapter, the discrete input's "
+                   "new vocabulary rows under LoRA (default 1e-3)")
     i.add_argument("--eval-every", type=positive_int, default=100)
     i.add_argument("--patience", type=int, default=4, help="dev evaluations without progress before stopping (0: never)")
     i.add_argument("--dev-max", type=positive_int, default=40, help="dev examples per task at each evaluation")

@@ -127,9 +127,15 @@ class ExpandedVocab:
     new_token_ids: list[int]
 
 
-def expand_vocab(model, tokenizer, k: int, markers: tuple[str, ...] = (SPEECH, ASR)) -> ExpandedVocab:
+def expand_vocab(model, tokenizer, k: int, markers: tuple[str, ...] = (SPEECH, ASR), noise: float = 0.0,
+                 seed: int = 0) -> ExpandedVocab:
     """Add k unit tokens (none for ``k=0``) and ``markers`` to ``tokenizer`` (in place) and grow
     ``model``'s input and output embeddings to match, new rows = mean of the old rows.
+
+    ``noise > 0`` adds ``noise`` x the old rows' per-dimension standard deviation of seeded Gaussian
+    noise, so the new rows are distinct from the first step: rows that all start at the mean
+    carry no information until training has pulled them apart, which at a fine-tuning learning
+    rate takes hundreds of steps (the instruction-tuned discrete input needs them distinct).
 
     Tokens already present (a tokenizer saved after expansion) are not added twice, but their rows
     are only re-initialised when they are beyond the model's old embedding size.
@@ -157,7 +163,13 @@ def expand_vocab(model, tokenizer, k: int, markers: tuple[str, ...] = (SPEECH, A
                 if layer is None or (layer is not model.get_input_embeddings() and tied):
                     continue
                 keep = [i for i in range(min(old_rows, layer.weight.shape[0])) if i not in fresh_set]
-                layer.weight[fresh] = layer.weight[keep].mean(0, keepdim=True)
+                old = layer.weight[keep]
+                rows = old.mean(0, keepdim=True).expand(len(fresh), -1).clone()
+                if noise > 0:
+                    g = torch.Generator().manual_seed(seed)
+                    z = torch.randn(rows.shape, generator=g, dtype=torch.float32).to(rows)
+                    rows += noise * old.float().std(0).to(rows) * z
+                layer.weight[fresh] = rows
                 if getattr(layer, "bias", None) is not None:
                     layer.bias[fresh] = layer.bias[keep].mean()
     if tied:

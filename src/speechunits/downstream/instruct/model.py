@@ -132,11 +132,19 @@ class InstructLM(torch.nn.Module):
     @classmethod
     def create(cls, base: str, input_kind: str, *, feat_dim: int | None = None, bpe: UnitBPE | None = None,
                stack: int = 2, adapter_kind: str = "linear", full: bool = False, lora_r: int = 64,
-               lora_alpha: int = 16, seed: int = 0, allow_download: bool = False) -> "InstructLM":
-        """A fresh model on the text LLM ``base`` (``"smollm2"``, a directory, a ``.gguf`` or a hub name)."""
+               lora_alpha: int = 16, seed: int = 0, row_noise: float = 1.0,
+               allow_download: bool = False) -> "InstructLM":
+        """A fresh model on the text LLM ``base`` (``"smollm2"``, a directory, a ``.gguf`` or a hub name).
+
+        ``row_noise``: the discrete input's new vocabulary rows start at the mean row plus this many
+        per-dimension standard deviations of seeded noise (:func:`~speechunits.lm.llm.expand_vocab`)."""
         llm, tok, source = load_text_lm(base, allow_download=allow_download)
         k = bpe.vocab_size if input_kind == "discrete" and bpe is not None else 0
-        ex = expand_vocab(llm, tok, k, markers=(SPEECH, SPEECH_END))
+        # discrete: the unit rows start distinct (mean + noise); rows that all start equal hide the
+        # speech until training has separated them, a handicap the continuous input (a random
+        # adapter) does not have. Continuous: only the two marker rows are new; they stay at the mean.
+        ex = expand_vocab(llm, tok, k, markers=(SPEECH, SPEECH_END), seed=seed,
+                          noise=row_noise if input_kind == "discrete" else 0.0)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # LoRA A matrices and the adapter are random: seed them
             if not full:

@@ -3,8 +3,9 @@
 The loop is :class:`speechunits.encoders.pretrain.loop.Trainer` (AdamW, warm-up + linear decay,
 clipping, atomic checkpoints, exact resume, early stopping decided from the logged history), as
 for every other training loop here. Step ``s`` draws ``batch`` examples from every task with
-``step_rng(seed, s)``; the loss is the mean NLL of the answer tokens. The speech adapter learns
-at ``adapter_lr`` (it starts from random weights, the LLM from trained ones).
+``step_rng(seed, s)``; the loss is the mean NLL of the answer tokens. What carries the speech in
+and starts untrained -- the continuous adapter, the discrete input's new vocabulary rows -- learns
+at ``adapter_lr``, the LLM (LoRA or every weight) at ``lr``: the same rule on both inputs.
 
 Every ``eval_every`` steps the model answers the dev examples greedily; their error
 (:func:`~.score.dev_error`, lower is better) is logged, the best model is saved to ``out_dir``, and
@@ -39,7 +40,7 @@ class InstructSettings:
     steps: int = 1000
     batch: int = 8  # examples per step
     lr: float = 2e-4  # LoRA / full fine-tuning
-    adapter_lr: float = 1e-3  # the speech adapter
+    adapter_lr: float = 1e-3  # the speech input's new parameters: adapter or new rows
     warmup: float = 0.05  # share of the steps
     weight_decay: float = 0.01
     clip: float = 1.0
@@ -51,6 +52,13 @@ class InstructSettings:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+
+
+def is_speech_input_param(name: str) -> bool:
+    """The parameters that start untrained and carry the speech in: the continuous input's adapter,
+    the discrete input's new vocabulary rows (peft's trainable-token rows under LoRA; under full
+    fine-tuning the rows are part of the whole embedding matrix and learn at ``lr``)."""
+    return name.startswith("adapter.") or "trainable_tokens_delta" in name
 
 
 def dev_subset(items: Sequence, per_task: int) -> list:
@@ -110,7 +118,7 @@ def train_instruct(model, train: Sequence, dev: Sequence, out_dir: str | Path, s
     trainer = Trainer(out / "training", params, loss_fn, steps=s.steps, lr=s.lr, warmup=s.warmup, seed=s.seed,
                       weight_decay=s.weight_decay, clip=s.clip, checkpoint_every=s.checkpoint_every,
                       progress=s.progress, desc=f"instruct {model.input_kind}", config=config,
-                      should_stop=should_stop, lr_mult=lambda n: s.adapter_lr / s.lr if n.startswith("adapter.") else 1.0)
+                      should_stop=should_stop, lr_mult=lambda n: s.adapter_lr / s.lr if is_speech_input_param(n) else 1.0)
     trainer.run(resume=resume, stop_at=stop_at)
     summary = summarize(trainer.history, trainer.finished, trainer.stopped_early)
     summary.update(settings=asdict(s), data=config)
