@@ -4,8 +4,8 @@ The job follows the fairseq convention: shard ``rank`` of ``nshard`` takes a con
 the utterance list, so the same command runs as a SLURM array, under torchrun (which sets
 ``RANK``/``WORLD_SIZE``), or by hand. Units go to a JSONL file line by line through
 ``UnitsWriter``: a killed job rerun with the same arguments skips what is done and writes each
-remaining utterance exactly once. Other formats (Parquet, fairseq ``.km``, ``<|u|>`` text) are
-written from that JSONL when the shard completes.
+remaining utterance exactly once. Other formats (Parquet, fairseq ``.km``, ``<|u|>`` text, a
+Lhotse cuts manifest) are written from that JSONL when the shard completes.
 
 Bad files never stop the job: whatever goes wrong with one utterance (undecodable audio, a
 header that asks for more memory than there is, an encoder error) is recorded in
@@ -43,11 +43,15 @@ from speechunits.data.loader import LoadedAudio, describe_failure, iter_audio
 from speechunits.data.manifest import Utterance
 from speechunits.encoders import shard_range
 from speechunits.tokenizer import Tokenizer, TokenizerError
-from speechunits.tokens import UnitsFileError, UnitsWriter, read_jsonl, write_km, write_parquet, write_unit_text
+from speechunits.tokens import (UnitsFileError, UnitsWriter, iter_jsonl, read_jsonl, write_config, write_km,
+                                write_parquet, write_unit_text)
 from speechunits.tokens.io import IDS_SUFFIX, config_path, job_path, write_job
 from speechunits.tokens.writer import describe_differences
 
-FORMATS = {".jsonl": "jsonl", ".parquet": "parquet", ".km": "km", ".txt": "text"}
+FORMATS = {".jsonl": "jsonl", ".parquet": "parquet", ".km": "km", ".txt": "text", ".jsonl.gz": "lhotse"}
+# Lhotse cuts may also be written to a plain .jsonl (format="lhotse"); Lhotse reads either.
+SUFFIXES = {"jsonl": (".jsonl",), "parquet": (".parquet",), "km": (".km",), "text": (".txt",),
+            "lhotse": (".jsonl.gz", ".jsonl")}
 
 
 class OutputError(ValueError):
@@ -96,9 +100,28 @@ class TokenizeReport:
 
 
 def shard_output_path(out: str | os.PathLike, rank: int, nshard: int) -> Path:
-    """``units.jsonl`` -> ``units_{rank}_{nshard}.jsonl`` when sharded (fairseq's naming)."""
+    """``units.jsonl`` -> ``units_{rank}_{nshard}.jsonl`` when sharded (fairseq's naming);
+    ``cuts.jsonl.gz`` -> ``cuts_{rank}_{nshard}.jsonl.gz``."""
     p = Path(out)
-    return p if nshard == 1 else p.with_name(f"{p.stem}_{rank}_{nshard}{p.suffix}")
+    if nshard == 1:
+        return p
+    suffix = ".jsonl.gz" if p.name.endswith(".jsonl.gz") else p.suffix
+    return p.with_name(f"{p.name[: len(p.name) - len(suffix)]}_{rank}_{nshard}{suffix}")
+
+
+def output_format(out: str | os.PathLike, fmt: str | None = None) -> str:
+    """The format of output ``out``: ``fmt`` when given (checked against the suffix), else the
+    suffix's (``.jsonl.gz``: Lhotse cuts). Raises ``OutputError``."""
+    name = Path(out).name
+    if fmt is None:
+        fmt = next((f for s, f in sorted(FORMATS.items(), key=lambda x: -len(x[0])) if name.endswith(s)), None)
+        if fmt is None:
+            raise OutputError(out, f"unknown output format {Path(out).suffix!r} (choose one of {', '.join(FORMATS)})")
+    elif fmt not in SUFFIXES:
+        raise OutputError(out, f"unknown output format {fmt!r} (choose one of {', '.join(SUFFIXES)})")
+    elif not name.endswith(SUFFIXES[fmt]):
+        raise OutputError(out, f"a {fmt} output must end in {' or '.join(SUFFIXES[fmt])}")
+    return fmt
 
 
 def errors_path(out: str | os.PathLike) -> Path:
@@ -169,8 +192,10 @@ def tokenize_corpus(
     progress: bool = True,
     decode_workers: int = 1,
     inputs: Sequence[str | os.PathLike] = (),
+    format: str | None = None,
 ) -> TokenizeReport:
-    """Tokenize shard ``rank`` of ``nshard`` of ``utts`` into ``out`` (format from its suffix).
+    """Tokenize shard ``rank`` of ``nshard`` of ``utts`` into ``out`` (``format``: jsonl,
+    parquet, km, text or lhotse; default from the suffix, see :func:`output_format`).
 
     ``inputs``: manifests or folders the utterances came from, which the output must not
     overwrite (the utterances' own files are checked too). Raises ``OutputError``,
@@ -182,9 +207,7 @@ def tokenize_corpus(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     out = shard_output_path(out, rank, nshard)
-    fmt = FORMATS.get(out.suffix)
-    if fmt is None:
-        raise OutputError(out, f"unknown output format {out.suffix!r} (choose one of {', '.join(FORMATS)})")
+    fmt = output_format(out, format)
     use_bpe = (tokenizer.bpe is not None) if bpe is None else bool(bpe)
     if use_bpe and tokenizer.bpe is None:
         raise TokenizerError("this tokenizer has no BPE, so --bpe / bpe=True cannot apply "
@@ -213,7 +236,7 @@ def tokenize_corpus(
     write_records(errors_path(out), report.failed)
     write_records(warnings_path(out), report.warnings)
     if work != out:
-        _commit(work, out, fmt, config, job)
+        _commit(work, out, fmt, config, job, shard)
     report.wall_seconds = time.perf_counter() - t0
     return report
 
@@ -300,7 +323,7 @@ def _frame_units(tokenizer: Tokenizer, batch: list[LoadedAudio]) -> list:
     return out
 
 
-def _commit(work: Path, out: Path, fmt: str, config: dict, job: dict) -> None:
+def _commit(work: Path, out: Path, fmt: str, config: dict, job: dict, shard: Sequence[Utterance]) -> None:
     """Put the finished work file in place of ``out``. The old job record goes first and the new
     one last, so a kill in between leaves an output that is never resumed as if it matched."""
     job_path(out).unlink(missing_ok=True)
@@ -308,14 +331,20 @@ def _commit(work: Path, out: Path, fmt: str, config: dict, job: dict) -> None:
         os.replace(work, out)
         os.replace(config_path(work), config_path(out))
     else:
-        _convert(work, out, fmt, config)
+        _convert(work, out, fmt, config, shard)
         work.unlink()
         config_path(work).unlink(missing_ok=True)
     job_path(work).unlink(missing_ok=True)
     write_job(out, job)
 
 
-def _convert(src: Path, out: Path, fmt: str, config: dict) -> None:
+def _convert(src: Path, out: Path, fmt: str, config: dict, shard: Sequence[Utterance]) -> None:
+    if fmt == "lhotse":  # streamed: a cuts manifest may be large
+        from speechunits.data.formats.lhotse import write_cuts
+
+        write_config(out, config)
+        write_cuts(out, iter_jsonl(src), {u.id: u for u in shard})
+        return
     units = read_jsonl(src)
     if fmt == "parquet":
         write_parquet(out, units, config)

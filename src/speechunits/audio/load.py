@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -149,7 +150,9 @@ def _check_path(source: str | os.PathLike) -> Path:
 
 
 def _decode_reason(label: object, err: Exception) -> str:
-    msg = str(err).split("\n")[0]
+    # soundfile says "Error opening <_io.BytesIO object at 0x..>: ..." (or the path): the caller
+    # names the input already
+    msg = re.sub(r"^Error opening (<[^>]*>|'[^']*'|\"[^\"]*\"): ", "", str(err).split("\n")[0])
     low = msg.lower()
     if "format not recognised" in low or "unknown format" in low or "not supported" in low:
         return f"unsupported or unrecognised audio format ({msg})"

@@ -7,23 +7,28 @@ import os
 import sys
 from pathlib import Path
 
-from speechunits.data.manifest import (AUDIO_SUFFIXES, ManifestError, Utterance, check_unique_ids, input_missing_reason,
-                                       read_manifest)
+from speechunits.data.formats import expand_pattern, is_container, read_input
+from speechunits.data.manifest import AUDIO_SUFFIXES, ManifestError, Utterance, check_unique_ids, input_missing_reason
+
+INPUT_KINDS = ("audio files, folders, manifests (.tsv, .jsonl), Parquet files or folders, Hugging Face save_to_disk "
+               "folders, WebDataset .tar shards (brace/glob patterns too), Lhotse cuts (.jsonl[.gz])")
 
 
 def gather_inputs(inputs: list[str]) -> list[Utterance]:
-    """Utterances from audio files, folders and manifests (.tsv/.jsonl), in the order given."""
+    """Utterances from audio files, folders, manifests and containers (``data.formats``), in the
+    order given; a pattern that names no file (``shard-{000..009}.tar``, ``data/*.parquet``) is
+    expanded."""
     utts: list[Utterance] = []
     for item in inputs:
-        p = Path(item)
-        if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES:
-            utts.append(Utterance(p.stem, p.resolve()))
-        elif p.is_dir() or p.suffix in (".tsv", ".jsonl"):
-            utts.extend(read_manifest(p))
-        elif not p.exists():  # or a link loop, or a folder it may not enter: say which
-            raise ManifestError(p, input_missing_reason(p))
-        else:
-            raise ManifestError(p, f"not an audio file ({', '.join(AUDIO_SUFFIXES)}), folder or manifest (.tsv, .jsonl)")
+        for p in expand_pattern(item):
+            if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES:
+                utts.append(Utterance(p.stem, p.resolve()))
+            elif p.is_dir() or p.suffix in (".tsv", ".jsonl") or (p.is_file() and is_container(p)):
+                utts.extend(read_input(p))
+            elif not p.exists():  # or a link loop, or a folder it may not enter: say which
+                raise ManifestError(p, input_missing_reason(p))
+            else:
+                raise ManifestError(p, f"not one of the inputs read: {INPUT_KINDS}")
     return check_unique_ids(utts, "the inputs")  # the rule read_manifest applies to a folder
 
 

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from speechunits.cli._common import add_device, gather_inputs, print_failures
+from speechunits.cli._common import INPUT_KINDS, add_device, gather_inputs, print_failures
 
 
 def parse_bytes(text: str) -> int:
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoder", default="mfcc", help="mfcc, logmel, or a Hugging Face model name or directory")
     p.add_argument("--layer", type=int, nargs="+", default=[-1], help="layer(s); 0 = CNN output, -1 = final (default)")
     p.add_argument("--k", type=int, nargs="+", default=[500], help="codebook size(s) (default 500)")
-    p.add_argument("--data", nargs="+", required=True, help="audio folders, files or manifests (.tsv, .jsonl)")
+    p.add_argument("--data", nargs="+", required=True, help=INPUT_KINDS)
     p.add_argument("--out", required=True, help="tokenizer directory (or parent of a sweep's directories)")
     p.add_argument("--sweep", action="store_true", help="one tokenizer per (layer, k) instead of one multi-layer tokenizer")
     budget = p.add_argument_group("sampling budget (the tightest wins; default: every frame)")

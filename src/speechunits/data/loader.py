@@ -57,16 +57,24 @@ _WARNINGS_LOCK = threading.Lock()
 
 
 def _load_one(utt: Utterance) -> LoadedAudio:
+    where = utt.path if utt.audio is None else utt.audio
     if utt.error is not None:  # a folder the scan could not list, already a failure
-        return LoadedAudio(utt, None, f"{utt.path}: {utt.error}")
+        return LoadedAudio(utt, None, f"{where}: {utt.error}")
+    # Audio inside a container (data.formats) is read outside the lock: bytes decoded from
+    # memory, a file path, or (samples, rate) for a span of a file.
+    try:
+        source = utt.path if utt.audio is None else utt.audio.read()
+    except Exception as e:
+        return LoadedAudio(utt, None, f"{where}: {describe_failure(e, 'reading')}")
     with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AudioWarning)
         try:
-            wave = load(utt.path, name=utt.id if utt.id != str(utt.path) else None)
+            name = utt.id if utt.id != str(utt.path) else None
+            wave = load(*source, name=name) if isinstance(source, tuple) else load(source, name=name)
         # Whatever one file does (a header asking for 32 GiB, a decoder bug, permissions), it
         # costs that file only: a batch job records the reason and goes on with the rest.
         except Exception as e:
-            return LoadedAudio(utt, None, f"{utt.path}: {describe_failure(e)}")
+            return LoadedAudio(utt, None, f"{where}: {describe_failure(e)}")
     msgs = tuple(str(w.message) for w in caught if issubclass(w.category, AudioWarning))
     return LoadedAudio(utt, wave, None, msgs)
 

@@ -30,7 +30,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Protocol
 
 from speechunits.audio.errors import os_error_reason
 from speechunits.data.atomic import atomic_open
@@ -49,6 +49,16 @@ class ManifestError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
+class AudioRef(Protocol):
+    """Audio that is not a file of its own: bytes inside a container (a Parquet row, a tar
+    member) or a span of a file (a Lhotse cut); see ``speechunits.data.formats``.
+
+    ``read()`` returns the encoded file as bytes, a file path, or ``(samples, sample_rate)``,
+    and raises ``AudioError`` with the reason; ``str()`` names it in failure records."""
+
+    def read(self) -> bytes | Path | tuple[Any, int]: ...
+
+
 @dataclass
 class Utterance:
     """One entry of a manifest; ``path`` and ``alignment`` are absolute, inside the root."""
@@ -63,6 +73,9 @@ class Utterance:
     # Set when a folder scan found this entry but cannot read it (a sub-folder it may not list):
     # loaders record it as failed with this reason instead of opening ``path``.
     error: str | None = None
+    # Set when the audio lives inside the container ``path`` names (``data.formats``): loaders
+    # read it from here instead of opening ``path``.
+    audio: AudioRef | None = None
 
 
 def inside_root(root: Path, rel: str | os.PathLike, source: object, line: int | None = None) -> Path:
@@ -364,6 +377,9 @@ def _unreadable(entries: list[Entry], folder: Path) -> list[Utterance]:
 def _check_readable(u: Utterance, manifest: Path) -> None:
     if u.error is not None:
         raise ManifestError(manifest, f"utterance {u.id!r} ({u.path}) could not be read ({u.error}); leave it out")
+    if u.audio is not None:  # a manifest line names an audio file, not a row of a container
+        raise ManifestError(manifest, f"utterance {u.id!r}: its audio is inside {u.path} ({u.audio}), "
+                                      "which a manifest cannot name")
 
 
 def _strip_suffix(rel: str) -> str:

@@ -1,8 +1,8 @@
 """The data one evaluation runs on: utterances, their audio, alignments and speakers.
 
-``load_dataset(source)`` reads a manifest or folder (anything ``read_manifest`` reads), keeps a
-seeded random subset of at most ``max_utterances`` (in manifest order, so the subset is the same
-for a seed whatever the machine), decodes the audio (bad files are recorded with their reason and
+``load_dataset(source)`` reads a manifest, folder or container (anything ``data.formats.read_input``
+reads), keeps a seeded random subset of at most ``max_utterances`` (in manifest order, so the subset
+is the same for a seed whatever the machine), decodes the audio (bad files are recorded with their reason and
 left out, never fatal) and loads the phone/word/character alignments the manifest points to
 (``alignments="auto"``) or ignores them (``"none"``). Speakers come from the manifest; a
 LibriSpeech tree gives them from the file names.
@@ -28,7 +28,8 @@ import numpy as np
 
 from speechunits.data.alignment import Alignment
 from speechunits.data.loader import describe_failure, iter_audio
-from speechunits.data.manifest import Utterance, read_manifest
+from speechunits.data.formats import read_input
+from speechunits.data.manifest import Utterance
 
 SAMPLE_RATE = 16000
 
@@ -170,7 +171,7 @@ def load_dataset(
     """
     if alignments not in ("auto", "none"):
         raise ValueError(f"alignments must be 'auto' or 'none', got {alignments!r}")
-    all_utts = read_manifest(source)
+    all_utts = read_input(source)
     chosen = [all_utts[i] for i in sample_indices(len(all_utts), max_utterances, seed)]
     utts, waves, aligns, failed, warned = [], [], [], [], []
     items = iter_audio(chosen, workers=1)
