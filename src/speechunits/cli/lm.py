@@ -111,6 +111,10 @@ def _train_common(args: argparse.Namespace, make_examples) -> int:
         device=args.device, progress=not args.no_progress)
     result = train(lm, make_examples(lm, units), args.out, config,
                    valid=make_examples(lm, valid) if valid else None, resume=not args.no_resume)
+    from speechunits.distributed.ddp import is_main_process
+
+    if not is_main_process():  # torchrun: rank 0 reports
+        return 0
     print(json.dumps({"out": str(Path(args.out)), "steps": len(result.losses),
                       "final_loss": result.losses[-1] if result.losses else None,
                       "valid": result.valid[-1] if result.valid else None,

@@ -15,6 +15,8 @@ starts over); ``--stop-at N`` checkpoints at step N and exits, to split a run in
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from pathlib import Path
 
@@ -155,7 +157,13 @@ def _run(fn, out) -> int:
     from speechunits.batch import errors_path, write_records
     from speechunits.encoders.pretrain.data import NoUsableAudioError
 
+    from speechunits.distributed.ddp import is_main_process
+
     path = errors_path(out)
+    if not is_main_process():  # torchrun: rank 0 reports and writes the records
+        with contextlib.redirect_stdout(io.StringIO()):
+            fn()
+        return 0
     try:
         failed = fn()
     except NoUsableAudioError as e:

@@ -10,6 +10,12 @@ The loss of a step is the mean NLL over all predicted tokens of its ``grad_accum
 (each micro-batch's summed loss is divided by the step's total target count before backward, so
 accumulation equals one big batch).
 
+Under ``torchrun --nproc-per-node N`` (:mod:`speechunits.distributed.ddp`) a step is ``grad_accum
+x N`` micro-batches: every rank plans them all, computes micro-batches ``rank, rank + N, ...``,
+and gradients are summed over ranks, so N processes take the steps of one process with ``N``
+times the ``grad_accum``. A checkpoint records that global count, so it resumes under another
+number of processes when ``grad_accum x N`` stays the same. Rank 0 writes every file.
+
 Output directory: the model (``SpeechLM.save``), ``train_log.jsonl`` (one record per logged step
 and per validation), ``train_config.json``, and ``checkpoint/`` (see
 :mod:`speechunits.lm.checkpoint`). Runs on CPU in float32; on CUDA with bf16 autocast.
@@ -40,6 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.atomic import atomic_write_text
+from ..distributed import ddp
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint, trainable_parameters
 from .evaluate import sequence_nll
 from .packing import Example, collate, plan_batches, split_long, token_nll, verify_packing
@@ -47,7 +54,7 @@ from .packing import Example, collate, plan_batches, split_long, token_nll, veri
 log = logging.getLogger(__name__)
 
 # Settings a resumed run must share with the checkpoint, or its loss curve would differ.
-_RESUME_KEYS = ("steps", "batch_tokens", "max_len", "grad_accum", "lr", "warmup_steps", "min_lr_ratio",
+_RESUME_KEYS = ("steps", "batch_tokens", "max_len", "global_accum", "lr", "warmup_steps", "min_lr_ratio",
                 "weight_decay", "betas", "max_grad_norm", "pack", "seed")
 
 
@@ -166,6 +173,9 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
     ``False`` starts afresh. ``callback(step, loss)`` runs after each step (1-based).
     """
     c = config.resolved(lm.kind)
+    w = ddp.world(c.device)
+    c.device = str(ddp.rank_device(c.device, w))
+    main = w.is_main
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir, log_path = out / "checkpoint", out / "train_log.jsonl"
@@ -179,13 +189,16 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
     opt = _optimizer(lm.model, c)
     fp = _fingerprint(lm, examples)
     saved = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(c).items()}
+    saved["global_accum"] = c.grad_accum * w.size  # micro-batches per step over all processes
 
     step, epoch, index, history = 0, 0, 0, []
     state = read_checkpoint_state(ckpt_dir) if resume else None
     if state is not None:
-        bad = [k for k in _RESUME_KEYS if state["config"].get(k) != saved[k]]
+        old = dict(state["config"])
+        old.setdefault("global_accum", old.get("grad_accum"))  # checkpoints from before torchrun support
+        bad = [k for k in _RESUME_KEYS if old.get(k) != saved[k]]
         if bad or state["fingerprint"] != fp:
-            what = ", ".join(f"{k}: {state['config'].get(k)!r} -> {saved[k]!r}" for k in bad) or (
+            what = ", ".join(f"{k}: {old.get(k)!r} -> {saved[k]!r}" for k in bad) or (
                 f"model/data changed: {state['fingerprint']} -> {fp}")
             raise ValueError(f"{ckpt_dir}: cannot resume with different settings ({what}); "
                              "start afresh (resume=False / --no-resume) or restore them")
@@ -193,17 +206,22 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
         step, epoch, index = state["step"], state["epoch"], state["index"]
         history = _read_log(log_path, step)
         log.info("resuming from step %d of %d", step, c.steps)
+        if not main:  # the checkpoint holds rank 0's RNG; other ranks draw their own dropout
+            torch.manual_seed(ddp_seed(c.seed, w.rank, step))
     else:
-        torch.manual_seed(c.seed)
-    atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
-    atomic_write_text(out / "train_config.json", json.dumps({"config": saved, "data": fp}, indent=2) + "\n")
+        torch.manual_seed(c.seed if main else ddp_seed(c.seed, w.rank, 0))
+    ddp.barrier(w)  # every rank has read the log before rank 0 rewrites it
+    if main:
+        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
+        atomic_write_text(out / "train_config.json", json.dumps({"config": saved, "data": fp}, indent=2) + "\n")
+    params = [p for _, p in trainable_parameters(lm.model)]
+    ddp.broadcast_params(params, w)
 
     stream = _Stream(examples, c, lm.pad_id, epoch, index)
     result = TrainResult(losses=[r["loss"] for r in history if "loss" in r],
                          valid=[r for r in history if "valid_nll" in r])
-    params = [p for _, p in trainable_parameters(lm.model)]
     t0, window_tokens, window_t = time.perf_counter(), 0, time.perf_counter()
-    bar = tqdm(total=c.steps, initial=step, desc="train", unit="step", disable=not c.progress)
+    bar = tqdm(total=c.steps, initial=step, desc="train", unit="step", disable=not c.progress or not main)
 
     def validate(at: int) -> None:
         if not valid:
@@ -212,20 +230,23 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
         n = sum(len(s) for s in scores)
         rec = {"step": at, "valid_nll": float(sum(s.sum() for s in scores) / max(n, 1)), "valid_tokens": n}
         result.valid.append(rec)
-        _append_log(log_path, rec)
+        if main:
+            _append_log(log_path, rec)
         log.info("step %d: valid NLL %.4f", at, rec["valid_nll"])
 
     while step < c.steps:
         lr = lr_at(step, c)
         for g in opt.param_groups:
             g["lr"] = lr
-        micro = [stream.next() for _ in range(c.grad_accum)]
+        micro = [stream.next() for _ in range(c.grad_accum * w.size)]  # the whole step, planned alike everywhere
         n_targets = sum(b.n_targets for b in micro)
-        loss_sum = 0.0
-        for b in micro:
+        loss_sum = torch.zeros(1, dtype=torch.float64)
+        for b in micro[w.rank :: w.size]:
             nll = token_nll(lm, b).sum()
             (nll / max(n_targets, 1)).backward()
             loss_sum += float(nll.detach())
+        ddp.all_reduce_grads(params, w)
+        loss_sum = float(ddp.all_reduce(loss_sum, w).item())
         if c.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
         opt.step()
@@ -239,18 +260,21 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
         if step % c.log_every == 0 or step == c.steps:
             now = time.perf_counter()
             tps = window_tokens / max(now - window_t, 1e-9)
-            _append_log(log_path, {"step": step, "loss": loss, "lr": lr, "tokens_per_s": round(tps, 1)})
+            if main:
+                _append_log(log_path, {"step": step, "loss": loss, "lr": lr, "tokens_per_s": round(tps, 1)})
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:.0f}")
             window_tokens, window_t = 0, now
-        else:
+        elif main:
             _append_log(log_path, {"step": step, "loss": loss, "lr": lr})
         bar.update(1)
         if c.eval_every and step % c.eval_every == 0 and step < c.steps:
             validate(step)
         if (c.save_every and step % c.save_every == 0) or step == c.steps:
-            save_checkpoint(ckpt_dir, lm.model, opt, {
-                "step": step, "epoch": stream.epoch, "index": stream.index, "config": saved,
-                "fingerprint": fp})
+            if main:
+                save_checkpoint(ckpt_dir, lm.model, opt, {
+                    "step": step, "epoch": stream.epoch, "index": stream.index, "config": saved,
+                    "fingerprint": fp})
+            ddp.barrier(w)
         if callback is not None:
             callback(step, loss)
     bar.close()
@@ -258,5 +282,12 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
     if not result.valid or result.valid[-1]["step"] != c.steps:
         validate(c.steps)
     lm.model.eval()
-    lm.save(out)
+    if main:
+        lm.save(out)
+    ddp.barrier(w)
     return result
+
+
+def ddp_seed(seed: int, rank: int, step: int) -> int:
+    """The torch seed of a rank other than 0 (its dropout), from the run seed, rank and step."""
+    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])

@@ -42,8 +42,9 @@ import numpy as np
 import torch
 
 from speechunits.data.atomic import atomic_write_text
+from speechunits.distributed import ddp
 from speechunits.encoders.pretrain.data import CropSampler, load_audio_set
-from speechunits.encoders.pretrain.loop import Trainer, step_rng, step_seed
+from speechunits.encoders.pretrain.loop import WEIGHT, Trainer, step_rng, step_seed
 from speechunits.encoders.pretrain.model import span_mask
 from speechunits.quantizers.spin import SpinHeads, SpinQuantizer
 from speechunits.quantizers.spin_backbone import backbone_for
@@ -128,7 +129,10 @@ def train_spin(
     from speechunits.encoders import load_encoder
     from speechunits.encoders.hf import check_device
 
-    dev = check_device(device)
+    w = ddp.world(device)  # torchrun: each rank takes its part of every batch (distributed.ddp)
+    dev = ddp.rank_device(check_device(device), w)
+    if batch_size < w.size:
+        raise ValueError(f"batch_size {batch_size} is smaller than the {w.size} processes it is split over")
     out = Path(out_dir)
     if any(not 2 <= int(k) <= 65536 for k in codebooks):
         raise ValueError(f"codebook sizes must be in 2..65536, got {list(codebooks)}")
@@ -147,7 +151,7 @@ def train_spin(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 3)
         heads = SpinHeads(backbone.dim, [int(k) for k in codebooks], proj_dim, temperature=temperature,
-                          epsilon=epsilon, sinkhorn_iters=sinkhorn_iters, hard_targets=hard_targets).to(dev)
+                          epsilon=epsilon, sinkhorn_iters=sinkhorn_iters, hard_targets=hard_targets, world=w).to(dev)
     params.update({f"heads.{n}": p for n, p in heads.named_parameters()})
     backbone.train_mode(True)
     heads.train()
@@ -155,7 +159,8 @@ def train_spin(
 
     def loss_fn(step: int):
         views_a, views_b = [], []
-        for b, c in enumerate(sampler.batch(step)):
+        # b: the crop's place in the global batch, so its perturbation is the one-process one
+        for b, c in ddp.part(list(enumerate(sampler.batch(step))), w):
             raw = audio.crop(c.index, c.start, c.length, normalize=False)
             pert = perturbed_view(raw, step_seed(seed, step, f"perturb{b}"))
             views_a.append(audio.crop(c.index, c.start, c.length, normalize=getattr(enc, "normalize", False)))
@@ -166,6 +171,7 @@ def train_spin(
         h_a, h_b = backbone.pair_features(views_a, views_b, step_rng(seed, step, "position"), dev,
                                           step_mask if mask_prob > 0 else None)
         res = heads(h_a, h_b)
+        res[WEIGHT] = len(h_a)  # frames: the loss is a mean over this rank's frames
         return res.pop("loss"), res
 
     enc_sha = enc.weights_sha256()
@@ -180,12 +186,13 @@ def train_spin(
                "utterances": len(audio), "device": device, "checkpoint_every": checkpoint_every, "progress": progress}
     trainer = Trainer(out, params, loss_fn, steps=steps, lr=lr, warmup=warmup, final_lr_ratio=final_lr_ratio,
                       weight_decay=weight_decay, clip=clip, seed=seed, checkpoint_every=checkpoint_every,
-                      after_step=heads.normalize_codebooks, progress=progress, desc=run_cfg["task"], config=run_cfg)
+                      after_step=heads.normalize_codebooks, progress=progress, desc=run_cfg["task"], config=run_cfg,
+                      distributed=True)
     log.info("%s: codebooks %s, top %d of %d layers trained, %d utterances (%.2f h), %d steps of %d x %.1f s (x2 views)",
              run_cfg["task"], list(codebooks), trainable_layers, top, len(audio), audio.seconds() / 3600, steps,
              batch_size, crop_seconds)
     history = trainer.run(resume=resume, stop_at=stop_at)
-    if not trainer.finished:
+    if not trainer.finished or not w.is_main:  # rank 0 writes the outputs
         return SpinResult(out, None, history, run_cfg, audio.failed)
 
     backbone.train_mode(False)

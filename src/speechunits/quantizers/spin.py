@@ -46,6 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechunits.distributed import ddp
+
 QUANTIZER_TYPE = "spin"
 FORMAT_VERSION = 1
 _CONFIG_KEYS = ("type", "format_version", "speechunits_version", "layers", "ks", "dim", "proj_dim", "distance")
@@ -53,7 +55,8 @@ _EXACT_GAP = 1e-5  # float32 cosine ties closer than this are re-decided in floa
 
 
 @torch.no_grad()
-def sinkhorn(logits: torch.Tensor, epsilon: float = 0.02, iterations: int = 3) -> torch.Tensor:
+def sinkhorn(logits: torch.Tensor, epsilon: float = 0.02, iterations: int = 3, world: ddp.World | None = None
+             ) -> torch.Tensor:
     """Sinkhorn-Knopp soft assignments ``Q [N, K]`` from cosines ``[N, K]`` (SwAV, Spin).
 
     ``Q`` starts as ``exp(logits / epsilon)``, is scaled to total 1, then alternately every
@@ -62,14 +65,20 @@ def sinkhorn(logits: torch.Tensor, epsilon: float = 0.02, iterations: int = 3) -
     converge, each column (codeword) sums to ``N / K``: every codeword gets an equal share of the
     batch. The maximum is subtracted before ``exp`` (a constant factor, which the normalisations
     cancel) so ``epsilon`` may be small without overflow. Deterministic; computed in float32.
+
+    ``world``: under torchrun each rank holds its part of the batch's frames; the batch-wide sums
+    and the maximum are all-reduced, so every rank gets its rows of the one-process ``Q``.
     """
     if logits.dim() != 2:
         raise ValueError(f"expected [frames, codes] logits, got shape {tuple(logits.shape)}")
-    n, k = logits.shape
-    q = ((logits.float() - logits.float().max()) / epsilon).exp().t()  # [K, N], as in the paper
-    q /= q.sum()
+    w = world or ddp.World()
+    k = logits.shape[1]
+    n = int(ddp.all_reduce(torch.tensor([logits.shape[0]], device=logits.device), w).item())
+    top = ddp.all_reduce(logits.float().max().reshape(1), w, op="max")
+    q = ((logits.float() - top) / epsilon).exp().t()  # [K, N], as in the paper
+    q /= ddp.all_reduce(q.sum().reshape(1), w)
     for _ in range(iterations):
-        q /= q.sum(dim=1, keepdim=True) * k  # codewords: 1/K each
+        q /= ddp.all_reduce(q.sum(dim=1, keepdim=True), w) * k  # codewords: 1/K each, over all frames
         q /= q.sum(dim=0, keepdim=True) * n  # frames: 1/N each
     q *= n
     return q.t()
@@ -94,8 +103,10 @@ class SpinHead(nn.Module):
         epsilon: float = 0.02,
         sinkhorn_iters: int = 3,
         hard_targets: bool = False,
+        world: ddp.World | None = None,
     ) -> None:
         super().__init__()
+        self.world = world or ddp.World()  # torchrun: Sinkhorn over every rank's frames
         if not 2 <= num_codes <= 65536:
             raise ValueError(f"num_codes must be in 2..65536, got {num_codes}")
         self.proj = nn.Linear(dim, proj_dim)
@@ -122,8 +133,8 @@ class SpinHead(nn.Module):
         if h_a.shape != h_b.shape:
             raise ValueError(f"the two views must have the same frames: {tuple(h_a.shape)} vs {tuple(h_b.shape)}")
         cos_a, cos_b = self.cosines(h_a), self.cosines(h_b)
-        q_a = sinkhorn(cos_a.detach(), self.epsilon, self.sinkhorn_iters)
-        q_b = sinkhorn(cos_b.detach(), self.epsilon, self.sinkhorn_iters)
+        q_a = sinkhorn(cos_a.detach(), self.epsilon, self.sinkhorn_iters, self.world)
+        q_b = sinkhorn(cos_b.detach(), self.epsilon, self.sinkhorn_iters, self.world)
         logits_a, logits_b = cos_a / self.temperature, cos_b / self.temperature
         if self.hard_targets:
             loss = 0.5 * (F.cross_entropy(logits_a, q_b.argmax(-1)) + F.cross_entropy(logits_b, q_a.argmax(-1)))

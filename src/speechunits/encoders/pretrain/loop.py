@@ -9,6 +9,15 @@ so a resumed run needs no saved RNG state, only the trainable parameters, AdamW'
 step counter, all stored as safetensors (plus a JSON state). The learning rate is a pure function
 of the step too.
 
+Under ``torchrun`` (see :mod:`speechunits.distributed.ddp`) a loop built with
+``distributed=True`` runs data-parallel: ``loss_fn`` computes the loss of its rank's part of the
+step's batch (``ddp.part``) and may name the part's weight (examples, frames) as
+``metrics[WEIGHT]`` (or return its additive part of the global loss and say so with
+``metrics[PARTIAL]``); the Trainer makes the loss the part's share of the global mean, sums the
+gradients over ranks, logs the global loss and the weighted mean of every metric, and writes
+files from rank 0 only. N processes then take the same steps as one process with the same
+global batch, and a checkpoint resumes under any number of processes.
+
 Checkpoint layout (``<out>/checkpoint/``, replaced atomically by renaming a finished temp folder)::
 
     params.safetensors     the trainable parameters, by name
@@ -42,6 +51,7 @@ import numpy as np
 import torch
 
 from speechunits.data.atomic import atomic_write_text, replace_dir
+from speechunits.distributed import ddp
 
 log = logging.getLogger("speechunits.pretrain")
 
@@ -49,6 +59,11 @@ LossFn = Callable[[int], "tuple[torch.Tensor, dict]"]
 CHECKPOINT_DIR = "checkpoint"
 # Keys of the run config that may change between a run and its resumption.
 RESUMABLE_KEYS = ("progress", "checkpoint_every", "device", "log_every")
+# metrics[WEIGHT]: how much the rank's part of the batch counts in the global mean (default 1)
+WEIGHT = "weight"
+# metrics[PARTIAL] true: the loss is already the rank's additive part of the global loss (a loss_fn
+# that normalised by counts all-reduced over ranks); the ranks' losses sum to the global loss
+PARTIAL = "partial"
 
 
 def step_seed(seed: int, step: int, stream: str = "") -> int:
@@ -136,6 +151,8 @@ class Trainer:
             from the history only, so the decision is the same after a resume.
         lr_mult: a learning-rate multiplier per parameter name (e.g. a freshly initialised
             adapter beside pre-trained weights); the schedule scales every group alike.
+        distributed: ``loss_fn`` takes its rank's part of each batch (module docstring), so the
+            loop may run under torchrun; without it a multi-process run is refused.
     """
 
     def __init__(
@@ -160,9 +177,13 @@ class Trainer:
         no_decay: Callable[[str], bool] | None = None,
         should_stop: Callable[[list[dict]], bool] | None = None,
         lr_mult: Callable[[str], float] | None = None,
+        distributed: bool = False,
     ) -> None:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if not distributed:
+            ddp.refuse(desc)
+        self.world = ddp.world(next(iter(params.values())).device if params else "cpu")
         self.out_dir = Path(out_dir)
         self.params = dict(params)
         if not self.params:
@@ -193,8 +214,13 @@ class Trainer:
         return self.out_dir / CHECKPOINT_DIR
 
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoint/`` atomically: build a temp folder, then swap it in."""
+        """Write ``checkpoint/`` atomically: build a temp folder, then swap it in (rank 0 only;
+        the others wait for it)."""
         from safetensors.torch import save_file
+
+        if not self.world.is_main:
+            ddp.barrier(self.world)
+            return self.checkpoint_dir
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.out_dir / ".checkpoint.tmp"
@@ -203,9 +229,11 @@ class Trainer:
         save_file({n: p.detach().cpu().contiguous() for n, p in self.params.items()}, str(tmp / "params.safetensors"))
         save_file(self._optimizer_tensors(), str(tmp / "optimizer.safetensors"))
         state = {"step": self.step, "steps": self.steps, "seed": self.seed, "config": self.config, "history": self.history,
-                 "stopped_early": self.stopped_early}
+                 "stopped_early": self.stopped_early, "world_size": self.world.size}
         (tmp / "state.json").write_text(json.dumps(state) + "\n")
-        return replace_dir(tmp, self.checkpoint_dir)
+        out = replace_dir(tmp, self.checkpoint_dir)
+        ddp.barrier(self.world)
+        return out
 
     def load_checkpoint(self) -> bool:
         """Restore parameters, optimizer, step and history; False when there is no checkpoint."""
@@ -258,11 +286,15 @@ class Trainer:
         from tqdm.auto import tqdm
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        w = self.world
         if resume:
             self.load_checkpoint()
-        elif self.checkpoint_dir.exists():
+        elif self.checkpoint_dir.exists() and w.is_main:
             shutil.rmtree(self.checkpoint_dir)
-        bar = tqdm(total=self.steps, initial=self.step, desc=self.desc, disable=not self.progress, dynamic_ncols=True)
+        ddp.barrier(w)  # nobody reads a checkpoint rank 0 is removing
+        ddp.broadcast_params(self.params.values(), w)  # identical weights on every rank
+        bar = tqdm(total=self.steps, initial=self.step, desc=self.desc, disable=not self.progress or not w.is_main,
+                   dynamic_ncols=True)
         params = list(self.params.values())
         try:
             end = self.steps if stop_at is None else max(0, min(self.steps, int(stop_at)))
@@ -273,17 +305,19 @@ class Trainer:
                     g["lr"] = lr * g["lr_mult"]
                 torch.manual_seed(step_seed(self.seed, self.step, "torch"))  # dropout of this step
                 loss, metrics = self.loss_fn(self.step)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"{self.desc}: loss is {float(loss.detach())} at step {self.step}")
+                loss, metrics = self._share(loss, metrics)
+                if not math.isfinite(metrics["loss"]):  # the global loss: every rank decides alike
+                    raise FloatingPointError(f"{self.desc}: loss is {float(metrics['loss'])} at step {self.step}")
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
+                ddp.all_reduce_grads(params, w)
                 gnorm = torch.nn.utils.clip_grad_norm_(params, self.clip if self.clip else float("inf"), foreach=False)
                 self.opt.step()
                 if self.after_step is not None:
                     self.after_step()
-                rec = {"step": self.step, "loss": float(loss.detach()), "lr": lr, "grad_norm": float(gnorm),
+                rec = {"step": self.step, "loss": float(metrics.pop("loss")), "lr": lr, "grad_norm": float(gnorm),
                        "seconds": round(time.perf_counter() - t0, 4)}
-                rec.update({k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()})
+                rec.update(metrics)
                 self.history.append(rec)
                 self.step += 1
                 bar.update(1)
@@ -295,6 +329,8 @@ class Trainer:
                     self.save_checkpoint()
                     self.write_log()
         except KeyboardInterrupt:
+            if w.distributed:  # the other ranks are inside a collective: no consistent checkpoint now
+                raise
             log.warning("%s: interrupted at step %d; saving a checkpoint to resume from", self.desc, self.step)
             self.save_checkpoint()
             self.write_log()
@@ -305,12 +341,34 @@ class Trainer:
         self.write_log()
         return self.history
 
+    def _share(self, loss: torch.Tensor, metrics: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """``(loss to back-propagate, metrics to log)``. One process: the loss itself. Under
+        torchrun: the part's share of the global weighted mean, whose gradients summed over
+        ranks are the one-process gradients; metrics (and ``"loss"``) as global weighted means."""
+        metrics = {k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
+        weight = metrics.pop(WEIGHT, 1.0)
+        partial = bool(metrics.pop(PARTIAL, False))
+        if not self.world.distributed:
+            return loss, {**metrics, "loss": float(loss.detach())}
+        if partial:
+            weight = 1.0
+        names = sorted(metrics)
+        vec = torch.tensor([1.0, float(loss.detach()), *(metrics[k] for k in names)], dtype=torch.float64) * weight
+        ddp.all_reduce(vec, self.world)  # one collective: [total weight, weighted sums...]
+        total = vec[0].item()
+        means = (vec[1:] / total).tolist()
+        if partial:  # the parts add up to the global loss
+            return loss, {"loss": vec[1].item(), **dict(zip(names, means[1:]))}
+        return loss * (weight / total), {"loss": means[0], **dict(zip(names, means[1:]))}
+
     @property
     def finished(self) -> bool:
         return self.step >= self.steps or self.stopped_early
 
     def write_log(self) -> None:
-        """``loss.json`` (every step's record + a speed summary) and ``loss.png``."""
+        """``loss.json`` (every step's record + a speed summary) and ``loss.png`` (rank 0)."""
+        if not self.world.is_main:
+            return
         secs = [h["seconds"] for h in self.history]
         summary = {"steps_done": self.step, "steps": self.steps, "stopped_early": self.stopped_early,
                    "median_step_s": float(np.median(secs)) if secs else None,

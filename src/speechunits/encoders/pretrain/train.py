@@ -36,9 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from speechunits.data.atomic import atomic_write_text
+from speechunits.distributed import ddp
 from speechunits.encoders.pretrain.augment import augment_crop
 from speechunits.encoders.pretrain.data import CropSampler, collate, load_audio_set, normalize
-from speechunits.encoders.pretrain.loop import Trainer, step_rng, step_seed
+from speechunits.encoders.pretrain.loop import PARTIAL, Trainer, step_rng, step_seed
 from speechunits.encoders.pretrain.model import (
     DEFAULT_PRESET,
     PretrainHead,
@@ -131,7 +132,8 @@ def pretrain_hubert(
     from speechunits.encoders.logmel_hubert import register_auto_classes
     from speechunits.security import safe_from_pretrained
 
-    dev = check_device(device)  # before minutes of audio loading
+    w = ddp.world(device)  # torchrun: each rank takes its part of every batch (distributed.ddp)
+    dev = ddp.rank_device(check_device(device), w)  # before minutes of audio loading
     register_auto_classes()
     out = Path(out_dir)
     audio = load_audio_set(manifest, max_utterances=max_utterances, progress=progress)
@@ -153,44 +155,56 @@ def pretrain_hubert(
     pad = cfg.feat_extract_norm == "layer"  # group-norm CNNs see padding: cut batches to equal length
     sampler = CropSampler(audio.lengths, batch_size, int(crop_seconds * 16000), seed, pad=pad)
 
-    def _augmented(crops, waves: list, step: int) -> list:
-        """The crops chosen by ``augment`` distorted (raw audio in, normalised like the rest out)."""
+    def _augmented(crops, mine: list[int], step: int) -> list:
+        """The crops ``mine`` (indices into ``crops``, the global batch), those chosen by
+        ``augment`` distorted (raw audio in, normalised like the rest out); the draws and the
+        audio mixed in come from the global batch, as in one process."""
         raws = [audio.crop(c.index, c.start, c.length, normalize=False) for c in crops]
         pick = step_rng(seed, step, "augment").random(len(crops)) < augment
-        out = list(waves)
-        for b in np.flatnonzero(pick):
-            y, _ = augment_crop(raws[b], step_seed(seed, step, f"augment{b}"), [r for i, r in enumerate(raws) if i != b])
-            out[b] = normalize(y)  # over the crop itself, as Spin's perturbed view (do_normalize models)
+        out = []
+        for b in mine:
+            if pick[b]:
+                others = [r for i, r in enumerate(raws) if i != b]
+                y, _ = augment_crop(raws[b], step_seed(seed, step, f"augment{b}"), others)
+                out.append(normalize(y))  # over the crop itself, as Spin's perturbed view (do_normalize models)
+            else:
+                out.append(audio.crop(crops[b].index, crops[b].start, crops[b].length))
         return out
 
     def loss_fn(step: int):
-        crops = sampler.batch(step)
-        waves = [audio.crop(c.index, c.start, c.length) for c in crops]
+        every = sampler.batch(step)
+        mine = ddp.part(range(len(every)), w)  # torchrun: this rank's part of the global batch
+        crops = [every[b] for b in mine]
         if augment > 0:
-            waves = _augmented(crops, waves, step)
+            waves = _augmented(every, mine, step)
+        else:
+            waves = [audio.crop(c.index, c.start, c.length) for c in crops]
         x, att, lengths = collate(waves)
         nf = frame_lengths(model, lengths)
         T = int(nf.max())
         y = torch.full((len(crops), T), IGNORE, dtype=torch.long)
         for b, c in enumerate(crops):
             y[b, : nf[b]] = torch.from_numpy(tgts[c.index][c.first_frame : c.first_frame + int(nf[b])])
-        mask = span_mask(nf.tolist(), step_rng(seed, step, "mask"), mask_prob, mask_length)
-        if mask.shape[1] < T:  # all items shorter than the padded length (never with equal crops)
-            mask = F.pad(mask, (0, T - mask.shape[1]))
+        # masks drawn over the global batch (the one-process draws), then this rank's rows
+        all_nf = frame_lengths(model, [c.length for c in every])
+        mask = span_mask(all_nf.tolist(), step_rng(seed, step, "mask"), mask_prob, mask_length)[mine]
+        mask = mask[:, :T] if mask.shape[1] >= T else F.pad(mask, (0, T - mask.shape[1]))
         hidden = model(x.to(dev), attention_mask=None if att is None else att.to(dev),
                        mask_time_indices=mask.to(dev)).last_hidden_state
         y, mask = y.to(dev), mask.to(dev)
         valid = y != IGNORE
         m, u = valid & mask, valid & ~mask
+        # means over the global batch's frames: counts all-reduced, so the ranks' losses add up
+        n_m, n_u = ddp.all_reduce(torch.tensor([float(m.sum()), float(u.sum())], dtype=torch.float64), w).tolist()
         logits_m = head(hidden[m])
-        loss = F.cross_entropy(logits_m, y[m])
-        metrics = {"acc_masked": float((logits_m.argmax(-1) == y[m]).float().mean()),
-                   "masked_frac": float(m.sum() / valid.sum())}
-        if unmasked_weight > 0 and bool(u.any()):
+        loss = F.cross_entropy(logits_m, y[m], reduction="sum") / max(n_m, 1.0)
+        metrics = {"acc_masked": float((logits_m.argmax(-1) == y[m]).float().mean()) if m.any() else 0.0,
+                   "masked_frac": float(m.sum() / valid.sum()), PARTIAL: 1.0}
+        if unmasked_weight > 0 and n_u > 0:
             logits_u = head(hidden[u])
-            loss_u = F.cross_entropy(logits_u, y[u])
+            loss_u = F.cross_entropy(logits_u, y[u], reduction="sum") / n_u
             loss = loss + unmasked_weight * loss_u
-            metrics["loss_unmasked"] = float(loss_u.detach())
+            metrics["loss_unmasked"] = float(loss_u.detach()) * w.size  # averaged over ranks when logged
         return loss, metrics
 
     params = {f"encoder.{n}": p for n, p in model.named_parameters()}
@@ -209,12 +223,12 @@ def pretrain_hubert(
     }
     trainer = Trainer(out, params, loss_fn, steps=steps, lr=lr, warmup=warmup, final_lr_ratio=final_lr_ratio,
                       weight_decay=weight_decay, clip=clip, seed=seed, checkpoint_every=checkpoint_every,
-                      progress=progress, desc="hubert", config=run_cfg)
+                      progress=progress, desc="hubert", config=run_cfg, distributed=True)
     log.info("HuBERT pre-training: %s, %.2fM parameters, k=%d, %d utterances (%.2f h), %d steps of %d x %.1f s",
              preset if init_from is None else init_from, count_parameters(model) / 1e6, k, len(audio),
              audio.seconds() / 3600, steps, batch_size, crop_seconds)
     history = trainer.run(resume=resume, stop_at=stop_at)
-    if not trainer.finished:
+    if not trainer.finished or not w.is_main:  # rank 0 writes the outputs
         return PretrainResult(out, None, None, history, run_cfg, audio.failed)
 
     model.eval()
