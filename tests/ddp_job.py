@@ -3,7 +3,7 @@
     python tests/ddp_job.py JOB.json              # one process
     torchrun --nproc-per-node 2 tests/ddp_job.py JOB.json
 
-JOB.json: {"kind": "unit-lm" | "spin" | "hubert", "out": ..., ...}; the job writes its loss history to
+JOB.json: {"kind": "unit-lm" | "spin" | "hubert" | "probe" | "vocoder", "out": ..., ...}; the job writes its loss history to
 ``<out>/history.rank<RANK>.json``.
 """
 
@@ -60,10 +60,39 @@ def hubert(job: dict) -> list[float]:
     return [h["loss"] for h in r.history]
 
 
+def probe(job: dict) -> list[float]:
+    from speechunits.data.manifest import read_manifest
+    from speechunits.downstream.run import run_probe
+    from speechunits.downstream.train import ProbeSettings
+    from speechunits.tokenizer import Tokenizer
+
+    tok = Tokenizer.from_pretrained(job["tokenizer"])
+    s = ProbeSettings(steps=job["steps"], dim=16, hidden=16, batch=job["batch"], eval_every=3, patience=0, lr=3e-3,
+                      dropout=0.0, seed=5)
+    run_probe(job["task"], tok, read_manifest(job["train"]), job["out"], s, data_dir=job["data"],
+              dev_utts=read_manifest(job["train"])[:4], progress=False)
+    hist = json.loads(open(os.path.join(job["out"], "training", "loss.json")).read())["history"]
+    return [h["loss"] for h in hist]
+
+
+def vocoder(job: dict) -> list[float]:
+    from speechunits.data.manifest import read_manifest
+    from speechunits.tokenizer import Tokenizer
+    from speechunits.vocoder.train import VocoderSettings, train_vocoder
+
+    tok = Tokenizer.from_pretrained(job["tokenizer"])
+    s = VocoderSettings(steps=job["steps"], batch=4, crop_s=0.5, dim=16, unit_blocks=1, mel_blocks=1, speaker=False,
+                        duration=True, dropout=0.0, layer_dropout=0.0, eval_every=2, dev_utterances=2,
+                        checkpoint_every=0)
+    train_vocoder(tok, read_manifest(job["train"]), job["out"], s, progress=False)
+    hist = json.loads(open(os.path.join(job["out"], "training", "loss.json")).read())["history"]
+    return [h["loss"] for h in hist]
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     job = json.loads(open(sys.argv[1]).read())
-    losses = {"unit-lm": unit_lm, "spin": spin, "hubert": hubert}[job["kind"]](job)
+    losses = {"unit-lm": unit_lm, "spin": spin, "hubert": hubert, "probe": probe, "vocoder": vocoder}[job["kind"]](job)
     rank = os.environ.get("RANK", "0")
     with open(os.path.join(job["out"], f"history.rank{rank}.json"), "w") as f:
         json.dump({"losses": losses, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}, f)

@@ -158,3 +158,52 @@ def test_the_cli_trains_a_unit_lm_under_torchrun_and_the_model_loads(tmp_path):
     log = [json.loads(x) for x in (tmp_path / "lm" / "train_log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in log if "loss" in x] == [1, 2, 3, 4]  # one writer: no line twice
     assert SpeechLM.load(tmp_path / "lm").k == 10
+
+
+def _tones(d: Path) -> None:
+    """12 one-second tones (two classes) as train.jsonl and an MFCC k-means tokenizer in tok/."""
+    import soundfile as sf
+
+    from speechunits.encoders import load_encoder
+    from speechunits.fit import fit_tokenizer
+
+    rng = np.random.default_rng(0)
+    rows, waves = [], []
+    for i in range(12):
+        f0 = 120.0 if i % 2 else 220.0
+        t = np.arange(16000) / 16000
+        x = (0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.standard_normal(16000)).astype(np.float32)
+        sf.write(d / f"t{i}.wav", x, 16000)
+        waves.append(x)
+        rows.append({"id": f"t{i}", "path": f"t{i}.wav", "label": ["low", "high"][i % 2], "text": ["ab", "ba"][i % 2]})
+    (d / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fit_tokenizer(load_encoder("mfcc"), waves, layers=[0], k=8, seed=0).save_pretrained(d / "tok")
+
+
+@pytest.mark.parametrize("task", ["asr", "classify"])
+def test_a_probe_trains_in_two_processes_as_in_one(tmp_path, task):
+    """Rank 0 prepares the data (the other rank waits, then reads it), both train, rank 0 scores."""
+    _tones(tmp_path)
+    base = {"kind": "probe", "task": task, "tokenizer": str(tmp_path / "tok"), "train": str(tmp_path / "train.jsonl"),
+            "steps": 6, "batch": 4}
+    runs = {}
+    for procs in (1, 2):
+        job = {**base, "out": str(tmp_path / f"p{procs}"), "data": str(tmp_path / f"data{procs}")}
+        runs[procs] = launch(job, tmp_path, procs)
+    np.testing.assert_allclose(runs[2]["losses"], runs[1]["losses"], rtol=1e-4, atol=1e-5)
+    a, b = (_state(tmp_path / f"p{n}") for n in (1, 2))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4)
+    assert json.loads((tmp_path / "p2" / "results.json").read_text())["task"] == task
+
+
+def test_the_vocoder_trains_in_two_processes_as_in_one(tmp_path):
+    """Crops and duration batches drawn and padded as one process draws them; the mel and
+    duration means taken over the global batch's frames and runs."""
+    _tones(tmp_path)
+    base = {"kind": "vocoder", "tokenizer": str(tmp_path / "tok"), "train": str(tmp_path / "train.jsonl"), "steps": 4}
+    runs = {n: launch({**base, "out": str(tmp_path / f"v{n}")}, tmp_path, n) for n in (1, 2)}
+    np.testing.assert_allclose(runs[2]["losses"], runs[1]["losses"], rtol=1e-4, atol=1e-5)
+    a, b = (_state(tmp_path / f"v{n}") for n in (1, 2))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4)

@@ -132,6 +132,8 @@ def run_train(args: argparse.Namespace) -> int:
                     train_source=Path(args.train[0]).name, dev_utts=gather_inputs(args.dev) if args.dev else None,
                     tests=tests, split_within=args.split_within, beam=args.beam, tokenizer_source=str(args.tokenizer),
                     progress=not args.no_progress, resume=not args.no_resume)
+    if not res:  # torchrun: a rank other than 0 (rank 0 scores and reports)
+        return 0
     _print_scores(res["tests"])
     print(f"probe written to {args.out} (scores: {Path(args.out) / 'results.json'})")
     return _failures(res["failed"])

@@ -91,7 +91,9 @@ def run_train(args: argparse.Namespace) -> int:
                         unit_layers=args.unit_layers)
     train_vocoder(tok, utts, args.out, s, source=str(args.tokenizer), progress=not args.no_progress,
                   resume=not args.no_resume)
-    return _trained(args)
+    from speechunits.distributed.ddp import is_main_process
+
+    return _trained(args) if is_main_process() else 0  # torchrun: rank 0 reports
 
 
 def _train_code_hifigan(args: argparse.Namespace, utts, tok) -> int:

@@ -29,6 +29,7 @@ Example (one process: the identity):
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
@@ -147,6 +148,19 @@ def barrier(w: World) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+@contextlib.contextmanager
+def main_first(w: World):
+    """Rank 0 runs the block first (e.g. encodes and writes a data folder), the others after it
+    (finding the work done, they only open it): no two processes write the same files."""
+    if not w.is_main:
+        barrier(w)
+    try:
+        yield
+    finally:
+        if w.is_main:
+            barrier(w)
 
 
 def refuse(what: str) -> None:

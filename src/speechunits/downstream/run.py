@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 
 from speechunits.data.atomic import atomic_write_text
+from speechunits.distributed import ddp
 from speechunits.data.manifest import Utterance
 
 from .prepare import prepare_task_data, tokenizer_fingerprint
@@ -65,8 +66,10 @@ def run_probe(task: str, tokenizer, train_utts: Sequence[Utterance], out: str | 
     first ``vocoder_utterances`` of each test set and scores them against the clean audio."""
     out = Path(out)
     features = features or settings.input == "continuous"
-    store = prepare_task_data(data_folder(data_dir, task, train_utts, train_source), train_utts, tokenizer, task,
-                              features=features, progress=progress)
+    w = ddp.world(settings.device)  # torchrun: rank 0 prepares the data, every rank trains, rank 0 scores
+    with ddp.main_first(w):
+        store = prepare_task_data(data_folder(data_dir, task, train_utts, train_source), train_utts, tokenizer, task,
+                                  features=features, progress=progress)
     info = tokenizer_info(tokenizer, tokenizer_source)
     dev = None
     if split_within is not None:
@@ -77,11 +80,14 @@ def run_probe(task: str, tokenizer, train_utts: Sequence[Utterance], out: str | 
     else:
         train = segments(store)
         if dev_utts:
-            ds = prepare_task_data(data_folder(data_dir, task, dev_utts, dev_source), dev_utts, tokenizer, task,
-                                   features=features, progress=progress)
+            with ddp.main_first(w):
+                ds = prepare_task_data(data_folder(data_dir, task, dev_utts, dev_source), dev_utts, tokenizer, task,
+                                       features=features, progress=progress)
             dev = (ds, segments(ds))
     model = train_probe(task, store, out, settings, codebook_sizes=tokenizer.vocab_sizes, tokenizer_info=info,
                         centroids=kmeans_centroids(tokenizer), train=train, dev=dev, progress=progress, resume=resume)
+    if not w.is_main:
+        return {}
     results = {"task": task, "input": settings.input, "layers": model.config.layers,
                "tokenizer": info, "training": json.loads((out / "training.json").read_text()), "tests": {}}
     test_sets: dict[str, tuple] = {}

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from speechunits.data.atomic import atomic_write_text
 from speechunits.data.shards import ShardStore
-from speechunits.encoders.pretrain.loop import Trainer, step_rng
+from speechunits.distributed import ddp
+from speechunits.encoders.pretrain.loop import WEIGHT, Trainer, step_rng
 
 from .model import ProbeConfig, ProbeModel
 from .score import accuracy, ctc_beam, ctc_greedy, error_rate
@@ -185,6 +186,13 @@ def _targets(model: ProbeModel, store: ShardStore, segs: Sequence[Segment], devi
     return flat, torch.tensor([len(q) for q in seqs], device=device)
 
 
+def _loss_weight(model: ProbeModel, targets: tuple[torch.Tensor, ...]) -> float:
+    """What :func:`probe_loss` averages over: target frames (``frames``), else utterances."""
+    if model.config.kind == "frames":
+        return float((targets[0][..., 0] != -100).sum())
+    return float(len(targets[-1]))
+
+
 def probe_loss(model: ProbeModel, x: torch.Tensor, lengths: torch.Tensor, targets: tuple[torch.Tensor, ...]) -> torch.Tensor:
     out, _ = model(x, lengths)
     if model.config.kind == "utterance":
@@ -300,7 +308,8 @@ def train_probe(task: str, store: ShardStore, out: str | os.PathLike, settings: 
                 progress: bool = True, resume: bool = True, stop_at: int | None = None) -> ProbeModel | None:
     """Train (or resume) a probe; returns it when finished (``None`` when ``stop_at`` ended the run early)."""
     s, out = settings, Path(out)
-    device = torch.device(s.device)
+    w = ddp.world(s.device)  # torchrun: each rank takes its part of every batch (distributed.ddp)
+    device = ddp.rank_device(s.device, w)
     train = list(segments(store) if train is None else train)
     if dev is None:  # hold out a seeded 10 % of the training segments
         order = np.random.default_rng(s.seed).permutation(len(train))
@@ -347,12 +356,14 @@ def train_probe(task: str, store: ShardStore, out: str | os.PathLike, settings: 
         if dev_segs and step > 0 and (step % s.eval_every == 0 or step == s.steps - 1):
             metrics["dev_score"] = _dev_score(evaluate(model, dev_store, dev_segs, device=device))
             best = max([h["dev_score"] for h in trainer.history if "dev_score" in h], default=-np.inf)
-            if metrics["dev_score"] >= best:  # ties go to the later (longer-trained) weights
+            if metrics["dev_score"] >= best and w.is_main:  # ties go to the later (longer-trained) weights
                 model.save_pretrained(best_file.parent)
         model.train()
-        segs = draw(step)
+        segs = ddp.part(draw(step), w)  # the global batch's draws, this rank's part
         x, lengths = reader.batch(segs)
-        return probe_loss(model, x, lengths, _targets(model, store, segs, device)), metrics
+        targets = _targets(model, store, segs, device)
+        metrics[WEIGHT] = _loss_weight(model, targets)
+        return probe_loss(model, x, lengths, targets), metrics
 
     def should_stop(history: list[dict]) -> bool:
         scores = [h["dev_score"] for h in history if "dev_score" in h]
@@ -366,10 +377,13 @@ def train_probe(task: str, store: ShardStore, out: str | os.PathLike, settings: 
                "tokenizer": tokenizer_info.get("fingerprint"), "train_segments": len(train), "device": s.device}
     trainer = Trainer(out / "training", params, loss_fn, steps=s.steps, lr=s.lr, warmup=s.warmup, seed=s.seed,
                       checkpoint_every=s.checkpoint_every, progress=progress, desc=f"probe {task}", config=run_cfg,
-                      clip=5.0, should_stop=should_stop if dev_segs else None)
+                      clip=5.0, should_stop=should_stop if dev_segs else None, distributed=True)
     trainer.run(resume=resume, stop_at=stop_at)
+    ddp.barrier(w)  # the best model is written
     if not trainer.finished:
         return None
+    if not w.is_main:  # rank 0 writes the model and the summary
+        return model.eval()
     final = ProbeModel.from_pretrained(best_file.parent, device=device) if best_file.exists() else model.eval()
     final.save_pretrained(out)
     scores = [(h["step"], h["dev_score"]) for h in trainer.history if "dev_score" in h]

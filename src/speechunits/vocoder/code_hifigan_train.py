@@ -39,6 +39,7 @@ import torch
 
 from speechunits.data.atomic import atomic_write_text, replace_dir
 from speechunits.data.manifest import Utterance
+from speechunits.distributed import ddp
 from speechunits.encoders.pretrain.loop import check_resume_config, plot_losses, step_rng, step_seed
 
 from . import artifact
@@ -84,6 +85,7 @@ def train_code_hifigan(tokenizer, utts: Sequence[Utterance], out: str | os.PathL
                        stop_at: int | None = None) -> CodeHiFiGANVocoder | None:
     """Train (or resume) a unit HiFi-GAN for ``tokenizer`` on ``utts``; returns the vocoder when
     finished (``None`` when ``stop_at`` ended the run early, to continue later)."""
+    ddp.refuse("unit HiFi-GAN training (vocoder train --arch code-hifigan)")  # its GAN loop is not data-parallel
     s, out = settings, Path(out)
     device = torch.device(s.device)
     fingerprint = artifact.tokenizer_fingerprint(tokenizer)

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from speechunits.data.manifest import Utterance
-from speechunits.encoders.pretrain.loop import Trainer, step_rng
+from speechunits.distributed import ddp
+from speechunits.encoders.pretrain.loop import PARTIAL, Trainer, step_rng
 
 from . import artifact
 from .data import FeatureStore, prepare_features
@@ -66,7 +67,8 @@ def train_vocoder(tokenizer, utts: Sequence[Utterance], out: str | os.PathLike, 
     (``None`` when ``stop_at`` ended the run early, to continue later)."""
     s = settings
     out = Path(out)
-    device = torch.device(s.device)
+    w = ddp.world(s.device)  # torchrun: rank 0 prepares the features, each rank takes its part of a batch
+    device = ddp.rank_device(s.device, w)
     fingerprint = artifact.tokenizer_fingerprint(tokenizer)
     speaker_embed = None
     if s.speaker:
@@ -83,8 +85,9 @@ def train_vocoder(tokenizer, utts: Sequence[Utterance], out: str | os.PathLike, 
         ids = tokenizer.frame_units([wave])[0]
         return ids.reshape(len(ids), -1)[:, cols]
 
-    store = prepare_features(out / "features", utts, frame_units, f"{fingerprint}:{cols}", speaker_embed,
-                             progress=progress)
+    with ddp.main_first(w):
+        store = prepare_features(out / "features", utts, frame_units, f"{fingerprint}:{cols}", speaker_embed,
+                                 progress=progress)
     if len(store) < 2:
         raise ValueError(f"{out / 'features'}: {len(store)} usable utterance(s); a vocoder needs at least 2")
     rate, offset = artifact.unit_framing(tokenizer)
@@ -95,7 +98,8 @@ def train_vocoder(tokenizer, utts: Sequence[Utterance], out: str | os.PathLike, 
                          speaker_dim=256 if s.speaker else 0, unit_rate=rate, unit_offset_s=offset)
     torch.manual_seed(s.seed)
     model = UnitToMel(mcfg).to(device)
-    dur = (DurationPredictor(DurationConfig(codebook_size=sizes[0], speaker_dim=256 if s.speaker else 0)).to(device)
+    dur = (DurationPredictor(DurationConfig(codebook_size=sizes[0], speaker_dim=256 if s.speaker else 0,
+                                            dropout=s.dropout)).to(device)
            if s.duration and len(cols) == 1 else None)
     with torch.no_grad():  # start from the corpus' mean spectrum, not from silence at log 0
         mean = torch.cat([store.get(i).mel for i in range(min(len(store), 32))], dim=1).mean(1)
@@ -108,17 +112,24 @@ def train_vocoder(tokenizer, utts: Sequence[Utterance], out: str | os.PathLike, 
     state = {"dev_l1": float("nan")}
 
     def loss_fn(step: int):
+        # the global batch drawn (and padded) as one process draws it, then this rank's rows;
+        # each loss term is this rank's part of the global mean (frame and run counts all-reduced)
         r = step_rng(s.seed, step, "vocoder")
-        b = batches.crops(train[r.integers(0, len(train), s.batch)], r)
+        mine = ddp.part(range(s.batch), w)
+        b = _rows(batches.crops(train[r.integers(0, len(train), s.batch)], r), mine)
         model.train()
-        gen = torch.Generator().manual_seed(int(r.integers(0, 2**31)))
+        gen = torch.Generator().manual_seed(int(r.integers(0, 2**31)) + 7919 * w.rank)
         pred = model(b["units"], b["lengths"], b["mel_frames"], b["speaker"], generator=gen, index=b["index"])
+        d = _rows(batches.runs(train[r.integers(0, len(train), s.batch)]), mine) if dur is not None else None
+        local = torch.tensor([float(b["mel_frames"].sum()), float(d["lengths"].sum()) if d else 0.0], dtype=torch.float64)
+        share = (local / ddp.all_reduce(local.clone(), w).clamp_min(1)).tolist()
         loss, metrics = mel_loss(pred, b["mel"], b["mel_frames"])
-        if dur is not None:
-            d = batches.runs(train[r.integers(0, len(train), s.batch)])
+        loss = loss * share[0]
+        if d is not None:
             dloss = duration_loss(dur(d["units"], d["lengths"], d["speaker"]), d["durations"], d["lengths"])
-            loss = loss + dloss
+            loss = loss + dloss * share[1]
             metrics["duration_mse"] = dloss.detach()
+        metrics[PARTIAL] = 1.0
         if n_dev and (step % s.eval_every == 0 or step == s.steps - 1):
             state["dev_l1"] = batches.dev_l1(model, dev)
         metrics["dev_l1"] = state["dev_l1"]
@@ -131,9 +142,10 @@ def train_vocoder(tokenizer, utts: Sequence[Utterance], out: str | os.PathLike, 
                "tokenizer": fingerprint, "utterances": len(store), "device": s.device}
     trainer = Trainer(out / "training", params, loss_fn, steps=s.steps, lr=s.lr, warmup=s.warmup, seed=s.seed,
                       checkpoint_every=s.checkpoint_every, progress=progress, desc="vocoder", config=run_cfg,
-                      weight_decay=0.01, betas=(0.9, 0.98), clip=1.0)
+                      weight_decay=0.01, betas=(0.9, 0.98), clip=1.0, distributed=True)
     trainer.run(resume=resume, stop_at=stop_at)
-    if not trainer.finished:
+    if not trainer.finished or not w.is_main:  # rank 0 writes the vocoder
+        ddp.barrier(w)
         return None
     model.eval()
     spk_mean = None
@@ -148,7 +160,14 @@ def train_vocoder(tokenizer, utts: Sequence[Utterance], out: str | os.PathLike, 
                          "final_loss": float(np.mean([h["loss"] for h in hist[-50:]])),
                          "final_dev_l1": state["dev_l1"]}}
     artifact.save(out, model, dur, spk_mean, meta)
+    ddp.barrier(w)
     return UnitVocoder.from_pretrained(out, tokenizer=tokenizer, device=device)
+
+
+def _rows(batch: dict, rows: Sequence[int]) -> dict:
+    """Rows ``rows`` (contiguous) of a padded batch; padding stays as the whole batch had it."""
+    sl = slice(rows[0], rows[-1] + 1)
+    return {k: v[sl] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 class _Batcher:
