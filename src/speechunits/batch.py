@@ -43,7 +43,7 @@ from speechunits.data.loader import LoadedAudio, describe_failure, iter_audio
 from speechunits.data.manifest import Utterance
 from speechunits.encoders import shard_range
 from speechunits.tokenizer import Tokenizer, TokenizerError
-from speechunits.tokens import (UnitsFileError, UnitsWriter, iter_jsonl, read_jsonl, write_config, write_km,
+from speechunits.tokens import (Units, UnitsFileError, UnitsWriter, iter_jsonl, read_jsonl, write_config, write_km,
                                 write_parquet, write_unit_text)
 from speechunits.tokens.io import IDS_SUFFIX, config_path, job_path, write_job
 from speechunits.tokens.writer import describe_differences
@@ -202,10 +202,44 @@ def tokenize_corpus(
     ``TokenizerError`` or ``UnitsFileError`` (an existing output written differently) before
     anything is written; per-utterance failures are recorded in the report, never raised.
     """
-    if nshard < 1 or not 0 <= rank < nshard:
-        raise ValueError(f"need nshard >= 1 and 0 <= rank < nshard, got rank {rank} of {nshard}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    plan = plan_job(tokenizer, utts, out, dedup=dedup, bpe=bpe, nshard=nshard, rank=rank, resume=resume,
+                    inputs=inputs, format=format, in_place=True)
+    report = TokenizeReport(output=str(plan.out), total=len(plan.shard))
+    t0 = time.perf_counter()
+    with UnitsWriter(plan.work, plan.config, resume=resume, job=plan.job) as writer:
+        todo = [u for u in plan.shard if u.id not in writer]
+        report.done_before = len(plan.shard) - len(todo)
+        _run(tokenizer, todo, writer, report, plan.dedup, plan.bpe, batch_size, progress, decode_workers, plan.out)
+    finish_job(plan, report)
+    report.wall_seconds = time.perf_counter() - t0
+    return report
+
+
+@dataclass
+class JobPlan:
+    """A tokenize job, checked and ready to run: where it writes, what it holds and for which
+    utterances. ``work`` is the JSONL written before ``out`` (``out`` itself when in place)."""
+
+    out: Path
+    format: str
+    work: Path
+    shard: list[Utterance]
+    config: dict
+    job: dict
+    dedup: bool
+    bpe: bool
+
+
+def plan_job(tokenizer: Tokenizer, utts: Sequence[Utterance], out: str | os.PathLike, *, dedup: bool | None,
+             bpe: bool | None, nshard: int, rank: int, resume: bool, inputs: Sequence[str | os.PathLike],
+             format: str | None, in_place: bool) -> JobPlan:
+    """Check a tokenize job before anything is written (see :func:`tokenize_corpus` for the
+    arguments; ``in_place``: a resumed JSONL output is appended to where it lies). Shared by
+    the single-process job and the engines of :mod:`speechunits.distributed`."""
+    if nshard < 1 or not 0 <= rank < nshard:
+        raise ValueError(f"need nshard >= 1 and 0 <= rank < nshard, got rank {rank} of {nshard}")
     out = shard_output_path(out, rank, nshard)
     fmt = output_format(out, format)
     use_bpe = (tokenizer.bpe is not None) if bpe is None else bool(bpe)
@@ -215,7 +249,7 @@ def tokenize_corpus(
     use_dedup = use_bpe or (tokenizer.dedup if dedup is None else bool(dedup))
     # The JSONL is written in place (that is what resumes); anything else, and a fresh start,
     # goes to a work file that replaces the output only when complete.
-    work = out if fmt == "jsonl" and resume else out.with_name(out.name + ".partial.jsonl")
+    work = out if in_place and fmt == "jsonl" and resume else out.with_name(out.name + ".partial.jsonl")
     sidecars = [config_path(out), job_path(out), errors_path(out), warnings_path(out), work,
                 config_path(work), job_path(work), Path(str(out) + IDS_SUFFIX)]
     sources = [*inputs, *(u.path for u in utts), *(u.alignment for u in utts if u.alignment is not None)]
@@ -226,19 +260,17 @@ def tokenize_corpus(
     job = job_record(fmt, use_dedup, use_bpe, nshard, rank, shard)
     if resume and work != out and out.exists():
         _check_finished(out, config, job)  # a finished .parquet/.km/.txt from another job is not replaced
-    report = TokenizeReport(output=str(out), total=len(shard))
-    t0 = time.perf_counter()
-    with UnitsWriter(work, config, resume=resume, job=job) as writer:
-        todo = [u for u in shard if u.id not in writer]
-        report.done_before = len(shard) - len(todo)
-        _run(tokenizer, todo, writer, report, use_dedup, use_bpe, batch_size, progress, decode_workers, out)
+    return JobPlan(out, fmt, work, shard, config, job, use_dedup, use_bpe)
+
+
+def finish_job(plan: JobPlan, report: TokenizeReport) -> None:
+    """Record the job's failures and warnings beside its output and put the output in place."""
+    out = plan.out
     report.errors_file, report.warnings_file = str(errors_path(out)), str(warnings_path(out))
     write_records(errors_path(out), report.failed)
     write_records(warnings_path(out), report.warnings)
-    if work != out:
-        _commit(work, out, fmt, config, job, shard)
-    report.wall_seconds = time.perf_counter() - t0
-    return report
+    if plan.work != out:
+        _commit(plan.work, out, plan.format, plan.config, plan.job, plan.shard)
 
 
 def job_record(fmt: str, dedup: bool, bpe: bool, nshard: int, rank: int, shard: Sequence[Utterance]) -> dict:
@@ -274,17 +306,9 @@ def _run(tokenizer: Tokenizer, todo: list[Utterance], writer: UnitsWriter, repor
         report.failed.append({"id": utt.id, "path": str(utt.path), "reason": reason})
 
     def flush() -> None:
-        for item, ids in zip(batch, _frame_units(tokenizer, batch)):
-            if isinstance(ids, str):
-                fail(item.utt, ids)
-                continue
-            if len(ids) == 0:
-                fail(item.utt, "shorter than one frame (25 ms)")
-                continue
-            try:
-                units = tokenizer.postprocess(ids, dedup=dedup, bpe=bpe, utt_id=item.utt.id)
-            except Exception as e:  # one utterance's problem; the writer below stays outside
-                fail(item.utt, describe_failure(e, "post-processing"))
+        for item, units in zip(batch, tokenize_loaded(tokenizer, batch, dedup, bpe)):
+            if isinstance(units, str):
+                fail(item.utt, units)
                 continue
             writer.write(units)  # an error here (disk full...) is the job's, not the file's: raise
             report.written += 1
@@ -304,6 +328,23 @@ def _run(tokenizer: Tokenizer, todo: list[Utterance], writer: UnitsWriter, repor
     if batch:
         flush()
     bar.close()
+
+
+def tokenize_loaded(tokenizer: Tokenizer, batch: list[LoadedAudio], dedup: bool, bpe: bool) -> list[Units | str]:
+    """``Units`` for each decoded item of ``batch``, or the reason (a str) that item failed: the
+    per-utterance contract of a tokenize job, shared with the engines of ``distributed``."""
+    out: list[Units | str] = []
+    for item, ids in zip(batch, _frame_units(tokenizer, batch)):
+        if isinstance(ids, str):
+            out.append(ids)
+        elif len(ids) == 0:
+            out.append("shorter than one frame (25 ms)")
+        else:
+            try:
+                out.append(tokenizer.postprocess(ids, dedup=dedup, bpe=bpe, utt_id=item.utt.id))
+            except Exception as e:  # one utterance's problem
+                out.append(describe_failure(e, "post-processing"))
+    return out
 
 
 def _frame_units(tokenizer: Tokenizer, batch: list[LoadedAudio]) -> list:

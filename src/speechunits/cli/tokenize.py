@@ -48,22 +48,64 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_shards(p)
     add_device(p)
+    r = p.add_argument_group("engine", "run on Ray Data instead of this process (the ray extra: "
+                             "pip install 'speechunits[ray]'); same output, resumable from <out>.ray/")
+    r.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: decode in Ray tasks, tokenize in a pool of actors")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="a running Ray cluster (auto on one of its nodes, or HEAD:6379); default: a local one")
+    r.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="tokenizer actors, one model each (default 1)")
+    r.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
+                   help="GPUs per actor (default 0); >0 puts the model on cuda unless --device names one")
+    r.add_argument("--cpus-per-worker", type=float, default=1, metavar="C",
+                   help="CPUs per actor (default 1; torch threads in it)")
+    r.add_argument("--shard-size", type=positive_int, default=64, metavar="N",
+                   help="utterances per Ray block and per finished shard (default 64)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from speechunits.batch import check_output_file, output_format, shard_output_path, tokenize_corpus
 
+    if args.engine == "ray":
+        from speechunits.distributed.ray_tokenize import RayMissing, import_ray
+
+        try:
+            import_ray()  # without the extra: a one-line error before any work
+        except RayMissing as e:
+            print(f"speechunits: error: {e}", file=sys.stderr)
+            return 2
+        if not args.gpus_per_worker >= 0 or not args.cpus_per_worker > 0:
+            raise ValueError(f"--gpus-per-worker must be >= 0 and --cpus-per-worker > 0, got "
+                             f"{args.gpus_per_worker} and {args.cpus_per_worker}")
     nshard, rank = shard_args(args)
     # A folder, an input or an unwritable place as --out fails now, not after the model loads.
     check_output_file(shard_output_path(args.out, rank, nshard), (), args.inputs)
     output_format(shard_output_path(args.out, rank, nshard), args.format)
     utts = gather_inputs(args.inputs)
-    tok = open_tokenizer(args, device=args.device)
-    report = tokenize_corpus(
-        tok, utts, args.out, dedup=args.dedup, bpe=args.bpe, nshard=nshard, rank=rank,
-        resume=not args.no_resume, batch_size=args.batch_size, progress=not args.no_progress,
-        inputs=args.inputs, format=args.format,
-    )
+    if args.engine == "ray":
+        report = _run_ray(args, utts, nshard, rank)
+    else:
+        tok = open_tokenizer(args, device=args.device)
+        report = tokenize_corpus(
+            tok, utts, args.out, dedup=args.dedup, bpe=args.bpe, nshard=nshard, rank=rank,
+            resume=not args.no_resume, batch_size=args.batch_size, progress=not args.no_progress,
+            inputs=args.inputs, format=args.format,
+        )
     print(report.summary(), file=sys.stderr if report.failed else sys.stdout)
     return 1 if report.failed else 0
+
+
+def _run_ray(args: argparse.Namespace, utts: list, nshard: int, rank: int):
+    from speechunits.distributed.ray_tokenize import tokenize_ray
+
+    # The tokenizer is loaded in each actor; --device cpu (the default) with GPUs means cuda there.
+    device = None if args.device == "cpu" and args.gpus_per_worker > 0 else args.device
+    return tokenize_ray(
+        args.tokenizer, utts, args.out, dedup=args.dedup, bpe=args.bpe, nshard=nshard, rank=rank,
+        resume=not args.no_resume, batch_size=args.batch_size, progress=not args.no_progress,
+        inputs=args.inputs, format=args.format, address=args.ray_address, workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, shard_size=args.shard_size,
+        device=device, encoder=args.encoder, allow_unhashed=args.allow_unhashed,
+    )
