@@ -241,3 +241,28 @@ def test_cli_train_eval_score(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["n_pairs"] == 2 and 0 <= res["accuracy_sum"] <= 1
     assert len(json.loads((tmp_path / "score.json").read_text())["pairs"]) == 2
+
+
+def test_cli_train_logs_a_zero_shot_learning_curve(tmp_path, capsys):
+    from speechunits.cli import main
+
+    cfg = {"frame_rate": 50.0, "k": K}
+    write_jsonl(tmp_path / "train.jsonl", cyclic_corpus(200, seed=1), cfg)
+    test_units = cyclic_corpus(30, seed=2)
+    rng = np.random.default_rng(0)
+    bad = [Units(rng.permutation(dedup(u).ids), 50.0, utt_id=u.utt_id + "_bad") for u in test_units]
+    write_jsonl(tmp_path / "pairs.jsonl", test_units + bad, cfg)
+    (tmp_path / "gold.csv").write_text("id,filename,correct\n" + "".join(
+        f"{u.utt_id},{u.utt_id}.wav,1\n{u.utt_id},{b.utt_id}.wav,0\n" for u, b in zip(test_units, bad)))
+    out = tmp_path / "m"
+    assert main(["lm", "train", "--units", str(tmp_path / "train.jsonl"), "--model", "unit-lm:tiny", "--out", str(out),
+                 "--steps", "60", "--batch-tokens", "512", "--max-len", "128", "--lr", "3e-3", "--warmup-steps", "5",
+                 "--eval-every", "20", "--save-every", "0", "--no-progress",
+                 "--pairs", f"order={tmp_path / 'pairs.jsonl'}:{tmp_path / 'gold.csv'}"]) == 0
+    curve = [r for r in map(json.loads, (out / "train_log.jsonl").read_text().splitlines()) if "pairs_order" in r]
+    assert [r["step"] for r in curve] == [20, 40, 60]
+    assert curve[-1]["pairs_order"] > 0.9 and curve[-1]["pairs_order"] >= curve[0]["pairs_order"]
+    assert json.loads(capsys.readouterr().out)["valid"]["pairs_order"] == curve[-1]["pairs_order"]
+    assert main(["lm", "train", "--units", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "x"),
+                 "--pairs", "nonsense"]) == 2  # a usage error, before any training
+    assert "expected NAME=UNITS:GOLD" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = verbs.add_parser("train", help="train a unit LM or continue pre-training a text LLM on units")
     _add_train_args(t)
     t.add_argument("--valid", default=None, help="validation units file")
+    t.add_argument("--pairs", action="append", default=[], metavar="NAME=UNITS:GOLD",
+                   help="zero-shot pairs scored at every validation (--eval-every) into train_log.jsonl as "
+                        "pairs_NAME: the pairs' units file and gold file as for `lm score` (repeatable)")
     t.set_defaults(func=run_train)
 
     a = verbs.add_parser("asr-train", help="fine-tune for ASR on 'units <|asr|> characters'")
@@ -97,6 +100,7 @@ def _train_common(args: argparse.Namespace, make_examples) -> int:
     from speechunits.lm import TrainConfig, create_lm, read_units, train, units_vocab_size
     from speechunits.lm.speech_lm import is_lm_dir
 
+    evaluate = _pair_sets(getattr(args, "pairs", []), args.batch_tokens)  # a bad spec fails before training
     units = read_units(args.units)
     valid = read_units(args.valid) if args.valid else []
     k = args.k
@@ -110,7 +114,8 @@ def _train_common(args: argparse.Namespace, make_examples) -> int:
         seed=args.seed, log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
         device=args.device, progress=not args.no_progress)
     result = train(lm, make_examples(lm, units), args.out, config,
-                   valid=make_examples(lm, valid) if valid else None, resume=not args.no_resume)
+                   valid=make_examples(lm, valid) if valid else None, resume=not args.no_resume,
+                   evaluate=evaluate)
     from speechunits.distributed.ddp import is_main_process
 
     if not is_main_process():  # torchrun: rank 0 reports
@@ -120,6 +125,23 @@ def _train_common(args: argparse.Namespace, make_examples) -> int:
                       "valid": result.valid[-1] if result.valid else None,
                       "tokens_per_s": round(result.tokens_per_second, 1)}, indent=2))
     return 0
+
+
+def _pair_sets(specs: list[str], batch_tokens: int):
+    """``--pairs NAME=UNITS:GOLD`` -> an evaluator for ``train`` (None without any)."""
+    from speechunits.lm import read_gold, read_units
+    from speechunits.lm.train import pair_evaluator
+
+    sets = {}
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        units, sep2, gold = rest.rpartition(":")
+        if not sep or not sep2 or not name or not units or not gold:
+            raise ValueError(f"--pairs {spec!r}: expected NAME=UNITS:GOLD")
+        if name in sets:
+            raise ValueError(f"--pairs {spec!r}: the name {name!r} is given twice")
+        sets[name] = (read_gold(gold), {u.utt_id: u for u in read_units(units)})
+    return pair_evaluator(sets, batch_tokens) if sets else None
 
 
 def run_train(args: argparse.Namespace) -> int:

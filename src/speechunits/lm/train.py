@@ -166,11 +166,15 @@ def _read_log(path: Path, upto: int) -> list[dict[str, Any]]:
 
 def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
           valid: list[Example] | None = None, resume: bool = True,
-          callback: Callable[[int, float], None] | None = None) -> TrainResult:
+          callback: Callable[[int, float], None] | None = None,
+          evaluate: Callable[[Any], dict[str, float]] | None = None) -> TrainResult:
     """Train ``lm`` in place on ``examples`` and save it to ``out_dir``.
 
     ``resume``: continue from ``out_dir/checkpoint`` when present (its settings must match);
     ``False`` starts afresh. ``callback(step, loss)`` runs after each step (1-based).
+    ``evaluate(lm) -> {name: value}`` runs at every validation (``eval_every`` and the end; the
+    model in eval mode) and its values join the validation record of ``train_log.jsonl``: a
+    learning curve of anything, e.g. zero-shot pair accuracy (:func:`pair_evaluator`).
     """
     c = config.resolved(lm.kind)
     w = ddp.world(c.device)
@@ -219,20 +223,27 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
 
     stream = _Stream(examples, c, lm.pad_id, epoch, index)
     result = TrainResult(losses=[r["loss"] for r in history if "loss" in r],
-                         valid=[r for r in history if "valid_nll" in r])
+                         valid=[r for r in history if "loss" not in r])  # the validation records
     t0, window_tokens, window_t = time.perf_counter(), 0, time.perf_counter()
     bar = tqdm(total=c.steps, initial=step, desc="train", unit="step", disable=not c.progress or not main)
 
     def validate(at: int) -> None:
-        if not valid:
+        if not valid and evaluate is None:
             return
-        scores = sequence_nll(lm, valid, batch_tokens=c.batch_tokens)
-        n = sum(len(s) for s in scores)
-        rec = {"step": at, "valid_nll": float(sum(s.sum() for s in scores) / max(n, 1)), "valid_tokens": n}
+        rec: dict[str, Any] = {"step": at}
+        if valid:
+            scores = sequence_nll(lm, valid, batch_tokens=c.batch_tokens)
+            n = sum(len(s) for s in scores)
+            rec.update(valid_nll=float(sum(s.sum() for s in scores) / max(n, 1)), valid_tokens=n)
+        if evaluate is not None:
+            lm.model.eval()
+            with torch.no_grad():
+                rec.update(evaluate(lm))
+            lm.model.train()
         result.valid.append(rec)
         if main:
             _append_log(log_path, rec)
-        log.info("step %d: valid NLL %.4f", at, rec["valid_nll"])
+        log.info("step %d: %s", at, ", ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "step"))
 
     while step < c.steps:
         lr = lr_at(step, c)
@@ -286,6 +297,17 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
         lm.save(out)
     ddp.barrier(w)
     return result
+
+
+def pair_evaluator(sets: dict[str, tuple[list, dict]], batch_tokens: int = 4096) -> Callable[[Any], dict[str, float]]:
+    """An ``evaluate`` for :func:`train`: ``{f"pairs_{name}": accuracy}`` (length-normalised
+    log-probability, as ``lm score`` reports it) for each ``name: (pairs, units by id)``."""
+    from .pairs import score_pairs
+
+    def run(lm) -> dict[str, float]:
+        return {f"pairs_{name}": score_pairs(lm, pairs, units, batch_tokens).accuracy_mean
+                for name, (pairs, units) in sets.items()}
+    return run
 
 
 def ddp_seed(seed: int, rank: int, step: int) -> int:
