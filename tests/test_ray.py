@@ -207,3 +207,41 @@ def test_feature_dumps_on_ray_equal_separate_shard_jobs(corpus, cluster, tmp_pat
     assert got.keys() == ref.keys()
     assert all(got[k] == ref[k] for k in ref), \
         [k for k in ref if got[k] != ref[k]]
+
+
+def _eval(corpus_dir: Path, out: Path, tok: str, *extra: str) -> dict:
+    assert main(["eval", "--tokenizer", tok, "--data", str(corpus_dir), "--out", str(out), "--no-progress",
+                 "--no-plots", "--skip", "alignment", "abx", "ngram", "speed", "--seed", "3",
+                 "--distortions", "white_10dB", "babble_0dB", "pitch_+3st", "stretch_1.1", *extra]) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_eval_robustness_on_ray_equals_the_local_section(corpus, cluster, tmp_path):
+    """Every (distortion, utterance) item runs in the actors; the section is the local one, ==,
+    with the failures (white noise and babble on a silent utterance)."""
+    import numpy as np
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in sorted((corpus["root"] / "wav").glob("utt00*.wav"))[:5]:
+        (data / p.name).write_bytes(p.read_bytes())
+    sf.write(data / "silent.wav", np.zeros(SR // 2, np.float32), SR, subtype="PCM_16")
+    ref = _eval(data, tmp_path / "local", corpus["tok"])
+    got = _eval(data, tmp_path / "ray", corpus["tok"], "--engine", "ray", "--workers", "2", "--ray-address", cluster)
+    sec = got["datasets"][0]["layers"]["0"]["robustness"]
+    assert sec == ref["datasets"][0]["layers"]["0"]["robustness"]
+    assert [f["id"] for f in sec["distortions"]["white_10dB"]["failed"]] == ["silent"]
+    assert sec["distortions"]["babble_0dB"]["num_utterances"] > 0 and sec["distortions"]["pitch_+3st"]["failed"] == []
+    for m in (ref, got):  # the rest of the report too, but for the times
+        for d in m["datasets"]:
+            d.pop("timings_s"), d["tokenize"].pop("seconds"), d["tokenize"].pop("rtf")
+    assert got["datasets"] == ref["datasets"] and got["summary"] == ref["summary"]
+
+
+def test_eval_without_ray_says_how_to_install_it(corpus, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert main(["eval", "--tokenizer", corpus["tok"], "--data", str(corpus["root"] / "wav"),
+                 "--out", str(tmp_path / "e"), "--engine", "ray"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install 'speechunits[ray]'" in err
+    assert not (tmp_path / "e").exists()

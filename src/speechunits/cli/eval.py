@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from speechunits.cli._common import add_device, add_tokenizer, open_tokenizer, print_failures
+from speechunits.cli._common import add_device, add_tokenizer, open_tokenizer, positive_int, print_failures
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,6 +72,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
     add_device(p)
+    r = p.add_argument_group("engine", "run the robustness section (distortions + tokenization) on Ray Data "
+                             "(the ray extra: pip install 'speechunits[ray]'); the same numbers, the other "
+                             "sections stay in this process")
+    r.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: the robustness work items in a pool of actors")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="a running Ray cluster (auto on one of its nodes, or HEAD:6379); default: a local one")
+    r.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="tokenizer actors, one model each (default 1)")
+    r.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
+                   help="GPUs per actor (default 0); >0 puts the actors' model on cuda unless --device names one")
+    r.add_argument("--cpus-per-worker", type=float, default=1, metavar="C",
+                   help="CPUs per actor (default 1; torch threads in it)")
     p.set_defaults(func=run_eval)
 
     c = sub.add_parser(
@@ -98,6 +112,26 @@ def run_eval(args: argparse.Namespace) -> int:
     from speechunits.batch import write_records
     from speechunits.evaluation import AbxSettings, EvalConfig, evaluate_and_report
 
+    engine = None
+    if args.engine == "ray":
+        from speechunits.distributed.ray_tokenize import RayMissing, import_ray
+
+        try:
+            import_ray()  # without the extra: a one-line error before any work
+        except RayMissing as e:
+            print(f"speechunits: error: {e}", file=sys.stderr)
+            return 2
+        if not args.gpus_per_worker >= 0 or not args.cpus_per_worker > 0:
+            raise ValueError(f"--gpus-per-worker must be >= 0 and --cpus-per-worker > 0, got "
+                             f"{args.gpus_per_worker} and {args.cpus_per_worker}")
+        from speechunits.distributed.ray_eval import RayRobustness
+
+        # The actors rebuild the tokenizer from the same flags; --device cpu (the default) with GPUs
+        # means cuda there (this process keeps --device for the other sections).
+        engine = RayRobustness(args.tokenizer, address=args.ray_address, workers=args.workers,
+                               gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                               device=None if args.device == "cpu" and args.gpus_per_worker > 0 else args.device,
+                               encoder=args.encoder, allow_unhashed=args.allow_unhashed)
     if args.threads:
         torch.set_num_threads(args.threads)
     tok = open_tokenizer(args, device=args.device)
@@ -113,7 +147,15 @@ def run_eval(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     name = args.name or (Path(args.tokenizer).name if args.tokenizer != "default" else "default")
-    m = evaluate_and_report(tok, args.data, args.out, cfg, name=name, tokenizer_path=str(args.tokenizer))
+    if engine is None:
+        m = evaluate_and_report(tok, args.data, args.out, cfg, name=name, tokenizer_path=str(args.tokenizer))
+    else:  # evaluate_and_report, with the engine
+        from speechunits.evaluation.report import write_report
+        from speechunits.evaluation.run import evaluate
+
+        m = evaluate(tok, args.data, cfg, out=args.out, name=name, tokenizer_path=str(args.tokenizer),
+                     robustness_engine=engine)
+        write_report(m, args.out)
     for row in m["summary"]:
         shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
         print(f"{row['dataset']} layer {row['layer']}: {json.dumps(shown)}")

@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -124,8 +124,36 @@ def parse_distortion(name: str) -> Distortion:
                      "reverb_Xs, pitch_[+-]Xst, stretch_X or speaker")
 
 
+Item = tuple  # (distortion index, utterance index): one work item of the robustness section
+
+
+def is_babble(d: Distortion) -> bool:
+    return d.kind == "noise" and d.params.get("kind") == "babble"
+
+
+def distorted_units(frame_units: Callable[[np.ndarray], np.ndarray], d: Distortion, waves: Sequence[np.ndarray],
+                    i: int, uid: str, seed: int) -> np.ndarray | dict[str, str]:
+    """One work item: the units of utterance ``i`` under ``d`` (babble mixes the other ``waves``),
+    or ``{"id", "reason"}`` where the perturbation fails on it. Every engine runs this."""
+    sources = [x for j, x in enumerate(waves) if j != i] if is_babble(d) else ()
+    try:
+        y = d.apply(waves[i], stable_seed(seed, d.name, uid), sources)
+    except (AudioError, ValueError) as e:
+        return {"id": uid, "reason": str(e)}
+    return np.asarray(frame_units(y))
+
+
+def run_items_here(frame_units: Callable[[np.ndarray], np.ndarray]):
+    """The default engine: the work items one after the other in this process."""
+    def run(items: Sequence[Item], waves: Sequence[np.ndarray], utt_ids: Sequence[str],
+            distortions: Sequence[Distortion], seed: int) -> Iterator[tuple[Item, Any]]:
+        for d, i in items:
+            yield (d, i), distorted_units(frame_units, distortions[d], waves, i, utt_ids[i], seed)
+    return run
+
+
 def robustness(
-    frame_units: Callable[[np.ndarray], np.ndarray],
+    frame_units: Callable[[np.ndarray], np.ndarray] | None,
     waves: Sequence[np.ndarray],
     utt_ids: Sequence[str],
     distortions: Sequence[Distortion],
@@ -133,38 +161,50 @@ def robustness(
     seed: int = 0,
     clean: Sequence[np.ndarray] | None = None,
     progress: bool = True,
+    run_items: Callable[..., Iterable[tuple[Item, Any]]] | None = None,
 ) -> dict[str, Any]:
     """UED per distortion: ``{name: {"ued": [per layer], "distance": [...], ...}}``.
 
     ``frame_units(wave)`` gives ``[T]`` or ``[T, L]`` ids; ``clean`` are the clean units if
     already computed. A perturbation that fails on an utterance (e.g. noise on silence) leaves
-    that utterance out of that distortion, named under ``failed``.
+    that utterance out of that distortion, named under ``failed``. ``run_items`` is the engine:
+    ``run_items(items, waves, utt_ids, distortions, seed)`` yields ``(item, distorted_units(...))``
+    for every ``(distortion index, utterance index)`` item, in any order (default:
+    :func:`run_items_here`; ``distributed.ray_eval`` runs them on Ray actors). The scoring is here.
     """
     from tqdm import tqdm
 
+    if len(utt_ids) != len(waves):
+        raise ValueError(f"robustness: {len(waves)} waves but {len(utt_ids)} utterance ids")
     clean = [np.asarray(c) for c in clean] if clean is not None else [np.asarray(frame_units(w)) for w in waves]
     num_layers = 1 if clean[0].ndim == 1 else clean[0].shape[1]
     out: dict[str, Any] = {}
     bar = tqdm(total=len(distortions) * len(waves), unit="utt", desc="robustness", disable=not progress)
-    for d in distortions:
-        is_babble = d.kind == "noise" and d.params.get("kind") == "babble"
-        if is_babble and len(waves) <= BABBLE_TALKERS:
+    items: list[Item] = []
+    for k, d in enumerate(distortions):
+        if is_babble(d) and len(waves) <= BABBLE_TALKERS:
             out[d.name] = skipped(f"babble needs more than {BABBLE_TALKERS} utterances to mix "
                                   f"(the subset has {len(waves)})")
             bar.update(len(waves))
+        else:
+            items += [(k, i) for i in range(len(waves))]
+    results: dict[Item, Any] = {}
+    if items:
+        for item, r in (run_items or run_items_here(frame_units))(items, waves, utt_ids, distortions, seed):
+            results[tuple(item)] = r
+            bar.update(1)
+    bar.close()
+    for k, d in enumerate(distortions):
+        if d.name in out:
             continue
         refs, hyps, failed = [], [], []
-        for i, (w, uid) in enumerate(zip(waves, utt_ids)):
-            sources = [x for j, x in enumerate(waves) if j != i] if is_babble else ()
-            try:
-                y = d.apply(w, stable_seed(seed, d.name, uid), sources)
-            except (AudioError, ValueError) as e:
-                failed.append({"id": uid, "reason": str(e)})
-                bar.update(1)
+        for i in range(len(waves)):
+            r = results[(k, i)]
+            if isinstance(r, dict):
+                failed.append(r)
                 continue
             refs.append(clean[i])
-            hyps.append(np.asarray(frame_units(y)))
-            bar.update(1)
+            hyps.append(np.asarray(r))
         if not refs:
             out[d.name] = skipped(f"the distortion failed on every utterance, e.g. {failed[0]['reason']}")
             continue
@@ -178,8 +218,7 @@ def robustness(
             "failed": failed,
             "perturbation": d.describe(),
         }
-    bar.close()
-    return out
+    return {d.name: out[d.name] for d in distortions}
 
 
 def layer_view(results: dict[str, Any], j: int, subset: dict[str, Any]) -> dict[str, Any]:

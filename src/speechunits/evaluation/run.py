@@ -95,8 +95,11 @@ def evaluate(
     out: str | os.PathLike,
     name: str | None = None,
     tokenizer_path: str | None = None,
+    robustness_engine: Any = None,
 ) -> dict[str, Any]:
-    """All metrics of ``tokenizer`` on each dataset; plots under ``out/plots``; returns metrics."""
+    """All metrics of ``tokenizer`` on each dataset; plots under ``out/plots``; returns metrics.
+    ``robustness_engine``: runs the robustness section's work items (the ``run_items`` of
+    :func:`.robustness.robustness`, e.g. ``distributed.ray_eval.RayRobustness``); default here."""
     cfg = config or EvalConfig()
     unknown = set(cfg.skip) - set(SECTIONS)
     if unknown:
@@ -118,7 +121,7 @@ def evaluate(
         ds = src if isinstance(src, EvalData) else None
         names = {d["data"]["name"] for d in datasets}
         datasets.append(_evaluate_dataset(tokenizer, ds, src, cfg, distortions, lm_train, lm_desc, out, names,
-                                          resynth))
+                                          resynth, robustness_engine))
     cfg_tok = tokenizer.config()
     metrics = {
         "schema": SCHEMA,
@@ -148,7 +151,7 @@ def evaluate(
 # --------------------------------------------------------------------------- one dataset
 def _evaluate_dataset(tok: Any, ds: EvalData | None, src: Any, cfg: EvalConfig, distortions: list,
                       lm_train: list[np.ndarray] | None, lm_desc: str, out: Path, taken: set[str],
-                      resynth: tuple | None = None) -> dict[str, Any]:
+                      resynth: tuple | None = None, robustness_engine: Any = None) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t = time.perf_counter()
     if ds is None:
@@ -186,7 +189,7 @@ def _evaluate_dataset(tok: Any, ds: EvalData | None, src: Any, cfg: EvalConfig, 
         lf = None if feats is None else [None if f is None else f[:, j] for f in feats]
         result["layers"][str(layer)] = _evaluate_layer(tok, ds, j, ids, lf, cfg, window_s, lm_train, lm_desc,
                                                        timings, out, slugs[str(layer)])
-    _robustness(tok, ds, units, cfg, distortions, result, timings)
+    _robustness(tok, ds, units, cfg, distortions, result, timings, robustness_engine)
     for layer, sec in result["layers"].items():
         t = time.perf_counter()
         if cfg.plots:
@@ -259,7 +262,7 @@ def _ngram(ids: list[np.ndarray], j: int, k: int, ds: EvalData, cfg: EvalConfig,
 
 
 def _robustness(tok: Any, ds: EvalData, units: list, cfg: EvalConfig, distortions: list, result: dict,
-                timings: dict) -> None:
+                timings: dict, engine: Any = None) -> None:
     if "robustness" in cfg.skip or not distortions:
         reason = "disabled (--skip robustness)" if "robustness" in cfg.skip else "no distortions asked for"
         for sec in result["layers"].values():
@@ -270,7 +273,8 @@ def _robustness(tok: Any, ds: EvalData, units: list, cfg: EvalConfig, distortion
     subset = {"utterances": len(idx), "seconds": sum(len(ds.waves[i]) for i in idx) / SAMPLE_RATE,
               "max_seconds": cfg.robustness_seconds}
     res = robustness(lambda w: tok.frame_units([w])[0], [ds.waves[i] for i in idx], [ds.utts[i].id for i in idx],
-                     distortions, seed=cfg.seed, clean=[units[i] for i in idx], progress=cfg.progress)
+                     distortions, seed=cfg.seed, clean=[units[i] for i in idx], progress=cfg.progress,
+                     run_items=engine)
     for j, sec in enumerate(result["layers"].values()):
         sec["robustness"] = layer_view(res, j, subset)
     timings["robustness"] = time.perf_counter() - t
