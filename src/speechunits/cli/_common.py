@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from speechunits.data.formats import expand_pattern, is_container, read_input
 from speechunits.data.manifest import AUDIO_SUFFIXES, ManifestError, Utterance, check_unique_ids, input_missing_reason
@@ -120,3 +119,34 @@ def shard_args(args: argparse.Namespace) -> tuple[int, int]:
     if not 0 <= rank < nshard:
         raise ValueError(f"rank {rank} (from {r_from}) must be in 0..{nshard - 1} for {nshard} shard(s) (from {n_from})")
     return nshard, rank
+
+
+def add_ray_engine(p: argparse.ArgumentParser, description: str, engine_help: str, gpu_help: str):
+    """The ``--engine local|ray`` flags a verb shares with the others that can run on Ray Data
+    (``tokenize``, ``eval``); returns the argument group for verb-specific additions."""
+    r = p.add_argument_group("engine", description)
+    r.add_argument("--engine", choices=("local", "ray"), default="local", help=engine_help)
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="a running Ray cluster (auto on one of its nodes, or HEAD:6379); default: a local one")
+    r.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="tokenizer actors, one model each (default 1)")
+    r.add_argument("--gpus-per-worker", type=float, default=0, metavar="G", help=gpu_help)
+    r.add_argument("--cpus-per-worker", type=float, default=1, metavar="C",
+                   help="CPUs per actor (default 1; torch threads in it)")
+    return r
+
+
+def check_ray_engine(args: argparse.Namespace) -> bool:
+    """For ``--engine ray``: False (after a one-line error) when Ray is not installed; raises
+    ValueError for impossible resources. True when the job can go on."""
+    from speechunits.distributed.ray_tokenize import RayMissing, import_ray
+
+    try:
+        import_ray()  # without the extra: a one-line error before any work
+    except RayMissing as e:
+        print(f"speechunits: error: {e}", file=sys.stderr)
+        return False
+    if not args.gpus_per_worker >= 0 or not args.cpus_per_worker > 0:
+        raise ValueError(f"--gpus-per-worker must be >= 0 and --cpus-per-worker > 0, got "
+                         f"{args.gpus_per_worker} and {args.cpus_per_worker}")
+    return True

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from speechunits.cli._common import add_device, add_tokenizer, open_tokenizer, positive_int, print_failures
+from speechunits.cli._common import (add_device, add_ray_engine, add_tokenizer, check_ray_engine, open_tokenizer,
+                                     print_failures)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -72,19 +72,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
     add_device(p)
-    r = p.add_argument_group("engine", "run the robustness section (distortions + tokenization) on Ray Data "
-                             "(the ray extra: pip install 'speechunits[ray]'); the same numbers, the other "
-                             "sections stay in this process")
-    r.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: this process (default); ray: the robustness work items in a pool of actors")
-    r.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="a running Ray cluster (auto on one of its nodes, or HEAD:6379); default: a local one")
-    r.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                   help="tokenizer actors, one model each (default 1)")
-    r.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
-                   help="GPUs per actor (default 0); >0 puts the actors' model on cuda unless --device names one")
-    r.add_argument("--cpus-per-worker", type=float, default=1, metavar="C",
-                   help="CPUs per actor (default 1; torch threads in it)")
+    add_ray_engine(p, "run the robustness section (distortions + tokenization) on Ray Data (the ray extra: "
+                   "pip install 'speechunits[ray]'); the same numbers, the other sections stay in this process",
+                   "local: this process (default); ray: the robustness work items in a pool of actors",
+                   "GPUs per actor (default 0); >0 puts the actors' model on cuda unless --device names one")
     p.set_defaults(func=run_eval)
 
     c = sub.add_parser(
@@ -114,16 +105,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     engine = None
     if args.engine == "ray":
-        from speechunits.distributed.ray_tokenize import RayMissing, import_ray
-
-        try:
-            import_ray()  # without the extra: a one-line error before any work
-        except RayMissing as e:
-            print(f"speechunits: error: {e}", file=sys.stderr)
+        if not check_ray_engine(args):
             return 2
-        if not args.gpus_per_worker >= 0 or not args.cpus_per_worker > 0:
-            raise ValueError(f"--gpus-per-worker must be >= 0 and --cpus-per-worker > 0, got "
-                             f"{args.gpus_per_worker} and {args.cpus_per_worker}")
         from speechunits.distributed.ray_eval import RayRobustness
 
         # The actors rebuild the tokenizer from the same flags; --device cpu (the default) with GPUs

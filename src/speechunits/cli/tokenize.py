@@ -8,8 +8,10 @@ import sys
 from speechunits.cli._common import (
     INPUT_KINDS,
     add_device,
+    add_ray_engine,
     add_shards,
     add_tokenizer,
+    check_ray_engine,
     gather_inputs,
     open_tokenizer,
     positive_int,
@@ -48,18 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_shards(p)
     add_device(p)
-    r = p.add_argument_group("engine", "run on Ray Data instead of this process (the ray extra: "
-                             "pip install 'speechunits[ray]'); same output, resumable from <out>.ray/")
-    r.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local: this process (default); ray: decode in Ray tasks, tokenize in a pool of actors")
-    r.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="a running Ray cluster (auto on one of its nodes, or HEAD:6379); default: a local one")
-    r.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                   help="tokenizer actors, one model each (default 1)")
-    r.add_argument("--gpus-per-worker", type=float, default=0, metavar="G",
-                   help="GPUs per actor (default 0); >0 puts the model on cuda unless --device names one")
-    r.add_argument("--cpus-per-worker", type=float, default=1, metavar="C",
-                   help="CPUs per actor (default 1; torch threads in it)")
+    r = add_ray_engine(p, "run on Ray Data instead of this process (the ray extra: pip install 'speechunits[ray]'); "
+                       "same output, resumable from <out>.ray/",
+                       "local: this process (default); ray: decode in Ray tasks, tokenize in a pool of actors",
+                       "GPUs per actor (default 0); >0 puts the model on cuda unless --device names one")
     r.add_argument("--shard-size", type=positive_int, default=64, metavar="N",
                    help="utterances per Ray block and per finished shard (default 64)")
     p.set_defaults(func=run)
@@ -68,17 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from speechunits.batch import check_output_file, output_format, shard_output_path, tokenize_corpus
 
-    if args.engine == "ray":
-        from speechunits.distributed.ray_tokenize import RayMissing, import_ray
-
-        try:
-            import_ray()  # without the extra: a one-line error before any work
-        except RayMissing as e:
-            print(f"speechunits: error: {e}", file=sys.stderr)
-            return 2
-        if not args.gpus_per_worker >= 0 or not args.cpus_per_worker > 0:
-            raise ValueError(f"--gpus-per-worker must be >= 0 and --cpus-per-worker > 0, got "
-                             f"{args.gpus_per_worker} and {args.cpus_per_worker}")
+    if args.engine == "ray" and not check_ray_engine(args):
+        return 2
     nshard, rank = shard_args(args)
     # A folder, an input or an unwritable place as --out fails now, not after the model loads.
     check_output_file(shard_output_path(args.out, rank, nshard), (), args.inputs)
