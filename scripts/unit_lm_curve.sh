@@ -3,9 +3,12 @@
 # with a zero-shot curve"): a 5-hour synthetic corpus (4 h train), 1000 lexical/syntactic/story
 # pairs spoken by its 3 test voices (and 1000 lexical pairs by 3 training voices), the default
 # tokenizer's de-duplicated units, unit-lm:small trained with lexical and syntactic accuracy
-# scored every 60 steps.   bash scripts/unit_lm_curve.sh OUTDIR [STEPS]
+# scored every 60 steps.   bash scripts/unit_lm_curve.sh OUTDIR [STEPS] [TOKENIZER]
+# (TOKENIZER: default, or a tokenizer folder, e.g. Whisper layer 3 at k = 125 from
+#  speechunits fit --encoder whisper-tiny.en --layer 3 --k 125 --data ../shared/data/librispeech-mini/train-clean-100
+#  --n-init 3 --seed 0 --out tok_k125, fitted as the default k = 500 was.)
 set -euo pipefail
-O=${1:?usage: unit_lm_curve.sh OUTDIR [STEPS]}; STEPS=${2:-360}
+O=${1:?usage: unit_lm_curve.sh OUTDIR [STEPS] [TOKENIZER]}; STEPS=${2:-360}; TOK=${3:-default}
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 SU=".venv/bin/speechunits"
@@ -13,9 +16,9 @@ $SU corpus synth --out $O/corpus --minutes 300 --seed 0 --workers 1 --no-progres
 spk() { .venv/bin/python -c "import json,sys; s=sorted({json.loads(l)['speaker'] for l in open(sys.argv[1])}); print(' '.join(s[:3]))" "$1"; }
 [[ -f $O/pairs/story/gold.csv ]] || $SU corpus pairs --out $O/pairs --kind all --n 1000 --seed 0 --speakers $(spk $O/corpus/test.jsonl) --workers 1 --no-progress
 [[ -f $O/pairs_trainvoices/lexical/gold.csv ]] || $SU corpus pairs --out $O/pairs_trainvoices --kind lexical --n 1000 --seed 0 --speakers $(spk $O/corpus/train.jsonl) --workers 1 --no-progress
-for split in train dev test; do $SU tokenize --tokenizer default --out $O/units/$split.jsonl --dedup --no-progress $O/corpus/$split.jsonl; done
-for kind in lexical syntactic story; do $SU tokenize --tokenizer default --out $O/units/pairs.$kind.jsonl --dedup --no-progress $O/pairs/$kind; done
-$SU tokenize --tokenizer default --out $O/units/pairs_tv.lexical.jsonl --dedup --no-progress $O/pairs_trainvoices/lexical
+for split in train dev test; do $SU tokenize --tokenizer $TOK --out $O/units/$split.jsonl --dedup --no-progress $O/corpus/$split.jsonl; done
+for kind in lexical syntactic story; do $SU tokenize --tokenizer $TOK --out $O/units/pairs.$kind.jsonl --dedup --no-progress $O/pairs/$kind; done
+$SU tokenize --tokenizer $TOK --out $O/units/pairs_tv.lexical.jsonl --dedup --no-progress $O/pairs_trainvoices/lexical
 $SU lm train --units $O/units/train.jsonl --valid $O/units/dev.jsonl --model unit-lm:small --out $O/ulm_small \
   --steps $STEPS --batch-tokens 4096 --max-len 1024 --lr 1e-3 --eval-every 60 --save-every 60 --no-progress \
   --pairs lexical=$O/units/pairs.lexical.jsonl:$O/pairs/lexical/gold.csv \
