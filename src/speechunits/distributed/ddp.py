@@ -96,11 +96,20 @@ def part(items: Sequence[T], w: World) -> list[T]:
 
 
 def all_reduce(t: torch.Tensor, w: World, op: str = "sum") -> torch.Tensor:
-    """``t`` summed (or ``op="max"``) over ranks, in place; the identity in one process."""
+    """``t`` summed (or ``op="max"``) over ranks, in place; the identity in one process.
+
+    NCCL reduces CUDA tensors only: a CPU tensor (the loops' counts, logged losses, flags) goes
+    through this rank's GPU and back, so callers need not know the backend."""
     if w.distributed:
         import torch.distributed as dist
 
-        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        reduce_op = dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM
+        if t.device.type != "cuda" and dist.get_backend() == "nccl":
+            on_gpu = t.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(on_gpu, op=reduce_op)
+            t.copy_(on_gpu)
+        else:
+            dist.all_reduce(t, op=reduce_op)
     return t
 
 
