@@ -150,6 +150,23 @@ def test_other_seed_in_same_folder_is_refused(corpus):
         synthesize_corpus(corpus[0], minutes=MINUTES, seed=SEED + 1, progress=False)
 
 
+def test_a_lexicon_file_sets_the_words_and_is_recorded(corpus, tmp_path):
+    from speechunits.data.corpus import synthesize_corpus
+    from speechunits.data.corpus.lexicon import format_lexicon, load_lexicon, subset_lexicon
+
+    small = subset_lexicon(load_lexicon(), 60, seed=0)
+    lexfile = tmp_path / "small.tsv"
+    lexfile.write_text(format_lexicon(small))
+    summary = synthesize_corpus(tmp_path / "c", minutes=0.3, seed=SEED, workers=2, progress=False, lexicon=lexfile)
+    texts = [json.loads(line)["text"] for line in (tmp_path / "c" / "manifest.jsonl").read_text().splitlines()]
+    assert texts and not summary.failed
+    words = {w.lower() for t in texts for w in words_of(t)}
+    assert words <= small.forms | {"tomorrow", "week"}  # the grammar's own time adverbials
+    assert summary.lexicon["digest"] == small.digest and summary.lexicon["file"] == str(lexfile)
+    with pytest.raises(ValueError, match="other settings"):  # the packaged lexicon: another corpus
+        synthesize_corpus(tmp_path / "c", minutes=0.3, seed=SEED, progress=False)
+
+
 def test_cli_synth_resumes_and_prints_summary(corpus, capsys):
     from speechunits.cli import corpus as cli
 

@@ -96,3 +96,24 @@ def test_other_seed_in_same_folder_is_refused(pairs_dir):
 
     with pytest.raises(ValueError, match="other settings"):
         synthesize_pairs(pairs_dir, kind="syntactic", n=N, seed=4, progress=False)
+
+
+def test_pairs_from_a_lexicon_file_use_its_words(tmp_path):
+    """`corpus lexicon` writes a subset; `corpus pairs --lexicon` draws the lexical words from it."""
+    from speechunits.cli import main
+
+    lexfile = tmp_path / "small.tsv"
+    assert main(["corpus", "lexicon", "--out", str(lexfile), "--words", "80", "--seed", "1"]) == 0
+    small = load_lexicon(lexfile)
+    assert main(["corpus", "pairs", "--out", str(tmp_path / "p"), "--kind", "lexical", "--n", "6",
+                 "--seed", "0", "--workers", "1", "--no-progress", "--lexicon", str(lexfile)]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "p" / "lexical" / "gold.csv")))
+    assert len(rows) == 12
+    full = load_lexicon()
+    for r in rows:
+        assert (r["word"] in small.forms) if r["correct"] == "1" else (r["word"] not in full.forms)
+    info = json.loads((tmp_path / "p" / "pairs.json").read_text())
+    assert info["lexicon"]["digest"] == small.digest
+    # the packaged lexicon in the same folder is other settings: refused, not mixed
+    assert main(["corpus", "pairs", "--out", str(tmp_path / "p"), "--kind", "lexical", "--n", "6",
+                 "--seed", "0", "--workers", "1", "--no-progress"]) == 2

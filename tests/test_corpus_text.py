@@ -131,3 +131,42 @@ def test_long_corpus_plan_widens_instead_of_failing():
     assert all(u.est_seconds >= _EST_MIN for u in plan)
     sentences = [s for u in plan for s in u.sentences]
     assert len(sentences) == len(set(sentences))
+
+
+def test_lexicon_subset_keeps_every_group_and_round_trips(lex, tmp_path):
+    from speechunits.data.corpus.lexicon import OPEN_POS, format_lexicon, subset_lexicon
+
+    small = subset_lexicon(lex, 150, seed=0)
+    open_words = [e for e in small.entries if e.pos in OPEN_POS]
+    assert 150 <= len(open_words) <= 200 and len(small.forms) < len(lex.forms) / 4
+    for pos in ("det", "pron", "prep", "aux", "conj"):  # closed classes are kept whole
+        assert small.by_pos[pos] == lex.by_pos[pos]
+    for cls, nouns in lex.nouns_by_class.items():  # every class the grammar draws from still has words
+        assert len(small.nouns_by_class[cls]) >= min(3, len(nouns)), cls
+    for cls in lex.adjs_by_class:
+        assert len(small.adjs_by_class[cls]) >= 2, cls
+    assert subset_lexicon(lex, 150, seed=0).digest == small.digest != subset_lexicon(lex, 150, seed=1).digest
+    path = tmp_path / "small.tsv"
+    path.write_text(format_lexicon(small, "a test subset"))
+    assert load_lexicon(path).digest == small.digest and load_lexicon(path).forms == small.forms
+    with pytest.raises(ValueError, match="at least 1 word"):
+        subset_lexicon(lex, 0)
+
+
+def test_subset_grammar_and_pairs_draw_from_the_subset(lex):
+    from speechunits.data.corpus.lexicon import subset_lexicon
+
+    small = subset_lexicon(lex, 60, seed=2)
+    g = Grammar(random.Random(0), small)
+    hardcoded = {"tomorrow", "week"}  # the grammar's own time adverbials
+    for s in (g.sentence(complexity=i % 4) for i in range(400)):
+        assert all(w.lower() in small.forms | hardcoded for w in re.findall(r"[A-Za-z']+", s)), s
+    pairs = make_syntactic_pairs(len(TYPES) * 20, seed=0, lex=small)  # every type, from a small lexicon
+    assert {p.type for p in pairs} == set(TYPES)
+    for p in pairs:
+        assert all(w.lower() in small.forms for w in re.findall(r"[A-Za-z']+", p.good + " " + p.bad)), p
+    maker = NonwordMaker(small)  # non-words are not words of the full lexicon either
+    rng = random.Random(0)
+    for w in maker.words[:40]:
+        assert w in small.forms
+        assert all(c not in lex.forms for c in maker.candidates(w, rng, k=3))

@@ -3,6 +3,7 @@
     speechunits corpus synth --out data/synth --minutes 60 --seed 0
     speechunits corpus pairs --out data/pairs --kind all --n 1000 --seed 0
     speechunits corpus words --out data/words --words 30 --seed 0
+    speechunits corpus lexicon --out small.lexicon.tsv --words 150 --seed 0   (then --lexicon on synth/pairs)
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--minutes", type=float, default=10.0, help="total audio to plan (default 10)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    s.add_argument("--lexicon", default=None, metavar="FILE",
+                   help="draw words from this lexicon file (from `corpus lexicon`; default: the packaged one)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_synth)
 
@@ -38,8 +41,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--speakers", nargs="+", default=None, help="speaker ids (default: all 16)")
     q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    q.add_argument("--lexicon", default=None, metavar="FILE",
+                   help="draw words from this lexicon file: give the corpus's, so the lexical words "
+                        "are words the LM heard (non-words are never words of the packaged lexicon)")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=_pairs)
+
+    x = sub.add_parser("lexicon", help="write a smaller lexicon (seeded) for corpus synth/pairs --lexicon",
+                       description="About --words open-class words (nouns, verbs, adjectives, adverbs, "
+                                   "names) drawn from the packaged lexicon, the same share of every group "
+                                   "the grammar draws from (at least 3 each), with every closed-class "
+                                   "word: a corpus in which each word recurs often, so a small LM trained "
+                                   "on a few hours can learn its words.")
+    x.add_argument("--out", required=True, help="the lexicon file to write")
+    x.add_argument("--words", type=int, required=True, help="open-class words to keep (about)")
+    x.add_argument("--seed", type=int, default=0)
+    x.set_defaults(func=_lexicon)
 
     w = sub.add_parser("words", help="synthesize a keyword-spotting corpus of single words (resumable)",
                        description="Keywords drawn (seeded) from the lexicon's nouns and verbs, each said "
@@ -63,7 +80,7 @@ def _synth(args: argparse.Namespace) -> int:
     from speechunits.data.corpus import synthesize_corpus
 
     summary = synthesize_corpus(args.out, args.minutes, args.seed, workers=args.workers,
-                                progress=not args.no_progress)  # ToolMissingError, ValueError: cli.main, exit 2
+                                progress=not args.no_progress, lexicon=args.lexicon)  # ToolMissingError, ValueError: cli.main, exit 2
     print(summary.format())
     return 1 if summary.failed else 0
 
@@ -73,7 +90,8 @@ def _pairs(args: argparse.Namespace) -> int:
 
     try:
         summary = synthesize_pairs(args.out, args.kind, args.n, args.seed, speakers=args.speakers,
-                                   workers=args.workers, progress=not args.no_progress)
+                                   workers=args.workers, progress=not args.no_progress,
+                                   lexicon=args.lexicon)
     except KeyError as e:  # an unknown speaker: a user error, worded without repr quotes
         raise ValueError(e.args[0] if e.args else str(e)) from None
     print(summary.format())
@@ -87,3 +105,17 @@ def _words(args: argparse.Namespace) -> int:
                                progress=not args.no_progress)  # ToolMissingError, ValueError: exit 2
     print(summary.format())
     return 1 if summary.failed else 0
+
+
+def _lexicon(args: argparse.Namespace) -> int:
+    from speechunits.data.atomic import atomic_write_text
+    from speechunits.data.corpus.lexicon import format_lexicon, load_lexicon, subset_lexicon
+
+    full = load_lexicon()
+    small = subset_lexicon(full, args.words, args.seed)
+    header = (f"speechunits corpus lexicon --words {args.words} --seed {args.seed}: a subset of the packaged "
+              f"lexicon ({full.digest})\nword<TAB>pos<TAB>forms<TAB>tags (see speechunits/data/corpus/lexicon.txt)")
+    atomic_write_text(args.out, format_lexicon(small, header))
+    print(f"{args.out}: {small.size} words ({len(small.forms)} forms) of {full.size} ({len(full.forms)} forms), "
+          f"digest {small.digest}")
+    return 0

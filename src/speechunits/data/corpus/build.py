@@ -86,8 +86,11 @@ def lexicon_pronunciations(voices: Sequence[str], extra_words: Sequence[str] = (
 
 
 def synthesize_corpus(out: str | Path, minutes: float = 10.0, seed: int = 0, workers: int | None = None,
-                      test_speakers: Sequence[str] = TEST_SPEAKERS, progress: bool = True) -> CorpusSummary:
+                      test_speakers: Sequence[str] = TEST_SPEAKERS, progress: bool = True,
+                      lexicon: str | Path | None = None) -> CorpusSummary:
     """Synthesize (or finish) the corpus in ``out``; see the module doc for the layout.
+
+    ``lexicon``: a lexicon file (``corpus lexicon`` writes a smaller one) instead of the packaged one.
 
     Deterministic for a seed: the same call gives byte-identical manifests and audio. Re-running
     skips finished utterances; a larger ``minutes`` extends the same corpus (a smaller one lists
@@ -97,7 +100,7 @@ def synthesize_corpus(out: str | Path, minutes: float = 10.0, seed: int = 0, wor
     out = Path(out)
     voices = sorted({s.voice for s in SPEAKERS})
     check_tools(voices)
-    lex = load_lexicon()
+    lex = load_lexicon(lexicon)
     for sid in test_speakers:
         speaker(sid)
     check_folder_config(out, _GUARD, {"seed": seed, "test_speakers": list(test_speakers),
@@ -135,7 +138,8 @@ def synthesize_corpus(out: str | Path, minutes: float = 10.0, seed: int = 0, wor
                     "speakers": split_speakers[s]} for s in SPLITS},
         speakers=[{**spk.to_dict(), "split": "test" if spk.id in test_speakers else "train/dev"}
                   for spk in SPEAKERS],
-        lexicon={"words": lex.size, "forms": len(lex.forms), "digest": lex.digest},
+        lexicon={"words": lex.size, "forms": len(lex.forms), "digest": lex.digest,
+                 "file": str(lexicon) if lexicon is not None else None},
         versions={**tool_versions(), "speechunits": _version()},
         generated=sum(r.generated for r in results.values()), failed=failed,
         match_rate=sum(rates) / len(rates) if rates else None,

@@ -12,12 +12,23 @@ tags ``key=value`` joined by ``;`` with list values joined by ``,``.
 (True, ('child', 'children'))
 >>> lex.article("hour"), lex.article("unicorn"), lex.article("egg")
 ('an', 'a', 'an')
+
+A smaller lexicon (``subset_lexicon``) makes a corpus in which every word recurs often enough
+for a small language model trained on a few hours to learn it; ``format_lexicon`` writes it in
+the same file format, for ``corpus synth --lexicon`` and ``corpus pairs --lexicon``:
+
+>>> small = subset_lexicon(lex, 300, seed=0)
+>>> 280 <= sum(e.pos in OPEN_POS for e in small.entries) <= 340, small.by_pos["det"] == lex.by_pos["det"]
+(True, True)
+>>> parse_lexicon(format_lexicon(small)).digest == small.digest
+True
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,6 +38,10 @@ from pathlib import Path
 CONCRETE = ("food", "drink", "readable", "container", "tool", "furniture", "clothing", "vehicle",
             "thing", "plant")
 ANIMATE = ("person", "animal")
+#: Open word classes: ``subset_lexicon`` samples these and keeps every closed-class word.
+OPEN_POS = ("noun", "verb", "adj", "adv", "name")
+#: Fewest words a subset keeps per group (an adjective class needs two: "the big red ...").
+_MIN_PER_GROUP = 3
 
 # Vowel letters that start with a consonant sound, and h-words that start with a vowel sound.
 _A_EXCEPTIONS = ("uni", "use", "usu", "uti", "eu", "one", "once", "ewe", "ur")
@@ -147,3 +162,61 @@ def load_lexicon(path: str | Path | None = None) -> Lexicon:
         return parse_lexicon(res.read_text(encoding="utf-8"), "speechunits/data/corpus/lexicon.txt")
     path = Path(path)
     return parse_lexicon(path.read_text(encoding="utf-8"), str(path))
+
+
+def _groups(entry: Entry) -> list[tuple[str, ...]]:
+    """The groups the grammar draws ``entry`` from: a subset keeps every group populated."""
+    if entry.pos == "noun":
+        return [("noun", entry.tag("class"), entry.tag("mass"))]
+    if entry.pos == "verb":  # the minimal pairs also need intransitive, transitive and irregular verbs
+        frames = {f.partition(":")[0] for f in entry.tag_list("frames")}
+        irregular = len(entry.forms) == 5 and entry.forms[2] != entry.forms[3]
+        return [("verb", entry.tag("subj", "person")), *(("verb-frame", f) for f in sorted(frames)),
+                *([("verb-frames", "intr only")] if frames == {"intr"} else []),
+                *([("verb-irregular", "tr")] if irregular and "tr" in frames else [])]
+    if entry.pos == "adj":
+        return [("adj", c) for c in entry.tag_list("mods")] or [("adj", "")]
+    if entry.pos == "adv":
+        return [("adv", entry.tag("type"))]
+    return [(entry.pos, entry.tag("gender"))]
+
+
+def subset_lexicon(lex: Lexicon, words: int, seed: int = 0) -> Lexicon:
+    """About ``words`` open-class lemmas of ``lex`` (seeded), with every closed-class word.
+
+    Each group the grammar draws from (nouns by semantic class and countability, verbs by
+    subject class, adjectives by the classes they modify, adverbs by type, names by gender)
+    keeps the same share of its words, and at least three (or all it has), so every sentence
+    the full lexicon can make still has words to fill it. Entries keep their file order.
+    """
+    open_entries = [e for e in lex.entries if e.pos in OPEN_POS]
+    if words < 1:
+        raise ValueError(f"a lexicon subset needs at least 1 word, not {words}")
+    share = min(1.0, words / max(1, len(open_entries)))
+    rng = random.Random(f"speechunits-lexicon-subset:{seed}")
+    order = open_entries[:]
+    rng.shuffle(order)
+    members: dict[tuple[str, ...], list[Entry]] = defaultdict(list)
+    for e in order:
+        for g in _groups(e):
+            members[g].append(e)
+    keep: set[int] = set()
+    for g in sorted(members):  # sorted: the draw must not depend on dict order
+        quota = max(_MIN_PER_GROUP, round(share * len(members[g])))
+        have = sum(id(e) in keep for e in members[g])
+        for e in members[g]:
+            if have >= quota:
+                break
+            if id(e) not in keep:
+                keep.add(id(e))
+                have += 1
+    kept = [e for e in lex.entries if e.pos not in OPEN_POS or id(e) in keep]
+    return Lexicon(kept, f"{lex.source} (subset of {words} words, seed {seed})")
+
+
+def format_lexicon(lex: Lexicon, header: str = "") -> str:
+    """``lex`` in the lexicon file format (``parse_lexicon`` reads it back)."""
+    lines = [f"# {h}" for h in header.splitlines()]
+    lines += [f"{e.word}\t{e.pos}\t{'|'.join(e.forms)}\t{';'.join(f'{k}={v}' for k, v in e.tags.items())}"
+              for e in lex.entries]
+    return "\n".join(lines) + "\n"

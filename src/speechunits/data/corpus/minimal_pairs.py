@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from speechunits.data.corpus.grammar import NP, Grammar, _detokenize
-from speechunits.data.corpus.lexicon import Entry
+from speechunits.data.corpus.lexicon import Entry, Lexicon, load_lexicon
 
 _REFL = {"m": "himself", "f": "herself"}
 _OBJ = {"he": "him", "she": "her", "they": "them", "we": "us", "I": "me"}
@@ -58,12 +58,17 @@ class _Maker:
 
     def _tr(self, verbs: list[Entry] | None = None, cls: str | None = None) -> tuple[Entry, str]:
         """A transitive verb and an object class it takes."""
-        while True:
-            v = self.g._pick(verbs or self.tr_person_subj)
+        def objects(v: Entry) -> list[str]:
             classes = [c for f in v.tag_list("frames") if f.startswith("tr:") for c in f[3:].split("+")]
-            classes = [c for c in classes if cls is None or c == cls]
-            if classes:
-                return v, self.g._pick(classes)
+            return [c for c in classes if cls is None or c == cls]
+
+        # Filter first (not draw-and-retry): a small lexicon may have no such verb at all.
+        usable = [v for v in (verbs or self.tr_person_subj) if objects(v)]
+        if not usable:
+            raise ValueError(f"{self.lex.source}: no transitive verb{f' taking {cls}' if cls else ''} "
+                             f"for a minimal pair")
+        v = self.g._pick(usable)
+        return v, self.g._pick(objects(v))
 
     def _subject(self, plural: bool | None = None) -> NP:
         return self.g.np("person", plural=plural, pron_ok=False, mods=False)
@@ -182,9 +187,10 @@ TYPES: tuple[str, ...] = (
 )
 
 
-def make_syntactic_pairs(n: int, seed: int, types: tuple[str, ...] = TYPES) -> list[SyntacticPair]:
+def make_syntactic_pairs(n: int, seed: int, types: tuple[str, ...] = TYPES,
+                         lex: Lexicon | None = None) -> list[SyntacticPair]:
     """``n`` pairs cycling through ``types`` (balanced), distinct sentences, deterministic."""
-    g = Grammar(random.Random(f"speechunits-syntactic:{seed}"), complexity=0)
+    g = Grammar(random.Random(f"speechunits-syntactic:{seed}"), lex or load_lexicon(), complexity=0)
     maker = _Maker(g)
     out: list[SyntacticPair] = []
     seen: set[str] = set()

@@ -77,7 +77,8 @@ class NonwordMaker:
                 self.inventory.setdefault((kind, _position(i, len(cs))), Counter())[text] += 1
             padded = f"^{w}$"
             self.trigrams.update(padded[i:i + 3] for i in range(len(padded) - 2))
-        self.real = set(self.lex.forms)
+        # A subset lexicon's non-words must not be words of the full one either.
+        self.real = set(self.lex.forms) | set(load_lexicon().forms)
         for path in word_lists:  # a bigger dictionary, when the system has one, rejects more
             p = Path(path)
             if p.is_file():
@@ -124,7 +125,7 @@ def make_lexical_pairs(n: int, seed: int, voice: str = "us1", lex: Lexicon | Non
 
     maker = maker or NonwordMaker(lex)
     rng = random.Random(f"speechunits-lexical:{seed}")
-    known = word_phones(sorted(maker.lex.forms), voice)
+    known = word_phones(sorted(maker.lex.forms | load_lexicon().forms), voice)
     homophones = {tuple(p) for p in known.values()}
     order = list(maker.words)
     rng.shuffle(order)

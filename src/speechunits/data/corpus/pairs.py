@@ -30,7 +30,7 @@ from typing import Sequence
 from speechunits.data.alignment import Alignment
 from speechunits.data.atomic import atomic_write_text
 from speechunits.data.corpus.build import lexicon_pronunciations
-from speechunits.data.corpus.lexicon import load_lexicon
+from speechunits.data.corpus.lexicon import Lexicon, load_lexicon
 from speechunits.data.corpus.jobs import Job, check_folder_config, remove_stale_temporaries, run_jobs
 from speechunits.data.corpus.minimal_pairs import make_syntactic_pairs
 from speechunits.data.corpus.nonwords import make_lexical_pairs
@@ -58,24 +58,26 @@ class PairSummary:
         return "\n".join(lines)
 
 
-def _items(kind: str, n: int, seed: int) -> list[tuple[str, str, dict]]:
+def _items(kind: str, n: int, seed: int, lex: Lexicon) -> list[tuple[str, str, dict]]:
     """(good text, bad text, extra gold columns) per pair."""
     if kind == "lexical":
-        return [(p.word, p.nonword, {}) for p in make_lexical_pairs(n, seed)]
+        return [(p.word, p.nonword, {}) for p in make_lexical_pairs(n, seed, lex=lex)]
     if kind == "syntactic":
-        return [(p.good, p.bad, {"type": p.type}) for p in make_syntactic_pairs(n, seed)]
+        return [(p.good, p.bad, {"type": p.type}) for p in make_syntactic_pairs(n, seed, lex=lex)]
     if kind == "story":
-        return [(p.good, p.bad, {"type": p.type, "topic": p.topic}) for p in make_story_pairs(n, seed)]
+        return [(p.good, p.bad, {"type": p.type, "topic": p.topic}) for p in make_story_pairs(n, seed, lex=lex)]
     raise ValueError(f"unknown pair kind {kind!r} (one of {', '.join(KINDS)}, or all)")
 
 
 def synthesize_pairs(out: str | Path, kind: str = "all", n: int = 1000, seed: int = 0,
                      speakers: Sequence[str] | None = None, workers: int | None = None,
-                     progress: bool = True) -> PairSummary:
+                     progress: bool = True, lexicon: str | Path | None = None) -> PairSummary:
     """Build and synthesize ``n`` pairs of ``kind`` (or of every kind) under ``out``.
 
     Speakers go round robin over ``speakers`` (default: all 16). Deterministic for a seed, and
-    resumable like the corpus.
+    resumable like the corpus. ``lexicon``: the words to draw from, a lexicon file (give the one
+    the corpus was synthesized with, so the lexical words are words the LM heard); non-words are
+    never words of the packaged lexicon either.
     """
     out = Path(out)
     kinds = KINDS if kind == "all" else (kind,)
@@ -88,10 +90,11 @@ def synthesize_pairs(out: str | Path, kind: str = "all", n: int = 1000, seed: in
     voices = sorted({speaker(s).voice for s in spk_ids})
     check_tools(voices)
     # Pairs are a prefix-stable sequence for a seed (n may grow), but speakers must not change.
+    lex = load_lexicon(lexicon)
     check_folder_config(out, ".speechunits-pairs.json", {"seed": seed, "speakers": spk_ids,
-                                                         "lexicon": load_lexicon().digest, "format": 1})
+                                                         "lexicon": lex.digest, "format": 1})
     summary = PairSummary(out, seed)
-    all_items = {k: _items(k, n, seed) for k in kinds}
+    all_items = {k: _items(k, n, seed, lex) for k in kinds}
     words = sorted({w for items in all_items.values() for it in items for t in it[:2] for w in words_of(t)})
     prons = {v: {w: ph for w, (ph, _) in p.items()}
              for v, p in lexicon_pronunciations(voices, words, skip_unknown=True).items()}
@@ -119,6 +122,7 @@ def synthesize_pairs(out: str | Path, kind: str = "all", n: int = 1000, seed: in
         summary.failed += [f"{k}:{p}" for p in sorted(bad_pairs)]
     atomic_write_text(out / "pairs.json", json.dumps(
         {"seed": seed, "n": n, "pairs": summary.pairs, "speakers": spk_ids,
+         "lexicon": {"digest": lex.digest, "file": str(lexicon) if lexicon is not None else None},
          "sample_rate": SAMPLE_RATE, "versions": tool_versions()}, indent=2) + "\n")
     return summary
 
