@@ -29,7 +29,7 @@ from speechunits.encoders.pretrain import (
     span_mask,
 )
 from speechunits.encoders.pretrain.data import HOP, CropSampler, load_audio_set
-from speechunits.encoders.pretrain.loop import step_rng
+from speechunits.distributed.ddp import step_rng
 from speechunits.encoders.pretrain.targets import aligned_targets
 from speechunits.encoders.pretrain.train import load_head
 from speechunits.tokenizer import Tokenizer

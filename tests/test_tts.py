@@ -292,7 +292,7 @@ def test_benchmark_tts_task_trains_speaks_and_scores_with_whisper(toy, spoken, t
     from speechunits.downstream.benchmark import TaskData, run_benchmark
     from speechunits.downstream.train import ProbeSettings
 
-    (d, tok), (work, voc) = toy, spoken
+    (d, tok), (_, voc) = toy, spoken
     td = TaskData("tts", "tts", read_manifest(d / "train.jsonl"), "toy-train", None,
                   {"toy-test": read_manifest(d / "test.jsonl")[:2]})
     table = run_benchmark({"toy": (tok, str(d / "tok"))}, [td], tmp_path / "bench", {"tts": ProbeSettings(steps=5, batch=4)},

@@ -32,13 +32,27 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import zlib
 from dataclasses import dataclass
 from typing import Iterable, Sequence, TypeVar
 
+import numpy as np
 import torch
 
 T = TypeVar("T")
 
+
+
+def step_seed(seed: int, step: int, stream: str = "") -> int:
+    """A 63-bit seed for step ``step`` of a run seeded ``seed`` (``stream`` separates uses: a batch
+    draw, a rank's dropout, ...): every loop and every rank derives its randomness from it."""
+    mix = np.random.SeedSequence([int(seed), int(step), zlib.crc32(stream.encode())])
+    return int(mix.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def step_rng(seed: int, step: int, stream: str = "") -> np.random.Generator:
+    """The numpy generator of step ``step`` for ``stream`` (batch choice, crops, masks...)."""
+    return np.random.default_rng(step_seed(seed, step, stream))
 
 @dataclass(frozen=True)
 class World:

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from speechunits.data.atomic import atomic_write_text
 from speechunits.data.shards import ShardStore
 from speechunits.distributed import ddp
-from speechunits.encoders.pretrain.loop import WEIGHT, Trainer, step_rng
+from speechunits.distributed.ddp import step_rng
+from speechunits.encoders.pretrain.loop import WEIGHT, Trainer
 
 from .model import ProbeConfig, ProbeModel
 from .score import accuracy, ctc_beam, ctc_greedy, error_rate

@@ -211,9 +211,9 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
         history = _read_log(log_path, step)
         log.info("resuming from step %d of %d", step, c.steps)
         if not main:  # the checkpoint holds rank 0's RNG; other ranks draw their own dropout
-            torch.manual_seed(ddp_seed(c.seed, w.rank, step))
+            torch.manual_seed(ddp.step_seed(c.seed, step, f"dropout rank {w.rank}"))
     else:
-        torch.manual_seed(c.seed if main else ddp_seed(c.seed, w.rank, 0))
+        torch.manual_seed(c.seed if main else ddp.step_seed(c.seed, 0, f"dropout rank {w.rank}"))
     ddp.barrier(w)  # every rank has read the log before rank 0 rewrites it
     if main:
         atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in history))
@@ -308,8 +308,3 @@ def pair_evaluator(sets: dict[str, tuple[list, dict]], batch_tokens: int = 4096)
         return {f"pairs_{name}": score_pairs(lm, pairs, units, batch_tokens).accuracy_mean
                 for name, (pairs, units) in sets.items()}
     return run
-
-
-def ddp_seed(seed: int, rank: int, step: int) -> int:
-    """The torch seed of a rank other than 0 (its dropout), from the run seed, rank and step."""
-    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])

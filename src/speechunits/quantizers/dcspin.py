@@ -44,7 +44,8 @@ import torch
 from speechunits.data.atomic import atomic_write_text
 from speechunits.distributed import ddp
 from speechunits.encoders.pretrain.data import CropSampler, load_audio_set
-from speechunits.encoders.pretrain.loop import WEIGHT, Trainer, step_rng, step_seed
+from speechunits.distributed.ddp import step_rng, step_seed
+from speechunits.encoders.pretrain.loop import WEIGHT, Trainer
 from speechunits.encoders.pretrain.model import span_mask
 from speechunits.quantizers.spin import SpinHeads, SpinQuantizer
 from speechunits.quantizers.spin_backbone import backbone_for

@@ -13,7 +13,7 @@ vocoder. Each step, as HiFi-GAN / speech-resynthesis:
 
 Both optimizers are AdamW (lr 2e-4, betas 0.8/0.99, weight decay 0.01), with the learning rate
 multiplied by ``lr_decay`` (0.999) once per epoch of the training utterances. Every random draw
-of step ``s`` is a function of ``(seed, s)`` (:func:`~speechunits.encoders.pretrain.loop.step_rng`),
+of step ``s`` is a function of ``(seed, s)`` (:func:`~speechunits.distributed.ddp.step_rng`),
 so a checkpoint -- all module tensors (parameters and spectral-norm buffers), both optimizers'
 moments, ``state.json`` -- swapped in atomically is enough to resume exactly (on CPU; cuDNN may
 pick non-deterministic kernels on GPU). ``loss.json`` holds every step's record, ``loss.png`` the
@@ -40,7 +40,8 @@ import torch
 from speechunits.data.atomic import atomic_write_text, replace_dir
 from speechunits.data.manifest import Utterance
 from speechunits.distributed import ddp
-from speechunits.encoders.pretrain.loop import check_resume_config, plot_losses, step_rng, step_seed
+from speechunits.distributed.ddp import step_rng, step_seed
+from speechunits.encoders.pretrain.loop import check_resume_config, plot_losses
 
 from . import artifact
 from .code_hifigan import (CodeGenerator, CodeHiFiGANConfig, LogMel, add_weight_norm, discriminator_loss,

@@ -22,7 +22,8 @@ import torch
 
 from speechunits.data.manifest import Utterance
 from speechunits.distributed import ddp
-from speechunits.encoders.pretrain.loop import PARTIAL, Trainer, step_rng
+from speechunits.distributed.ddp import step_rng
+from speechunits.encoders.pretrain.loop import PARTIAL, Trainer
 
 from . import artifact
 from .data import FeatureStore, prepare_features

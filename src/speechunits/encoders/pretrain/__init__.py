@@ -22,7 +22,8 @@ Example (tiny scale; the recipe runs the real sizes):
 """
 
 from speechunits.encoders.pretrain.ctc import CTCResult, ctc_finetune
-from speechunits.encoders.pretrain.loop import Trainer, lr_at, step_rng, step_seed
+from speechunits.distributed.ddp import step_rng, step_seed
+from speechunits.encoders.pretrain.loop import Trainer, lr_at
 from speechunits.encoders.pretrain.model import (
     DEFAULT_PRESET,
     LIGHT_CONV,

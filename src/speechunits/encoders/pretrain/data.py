@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from speechunits.encoders.pretrain.loop import step_rng, step_seed
+from speechunits.distributed.ddp import step_rng, step_seed
 
 log = logging.getLogger("speechunits.pretrain")
 

@@ -4,7 +4,7 @@ One :class:`Trainer` runs AdamW with a linear warm-up and linear decay, gradient
 bar, a loss log (``loss.json`` + ``loss.png``) and atomic checkpoints that resume *exactly* on
 CPU. Exactness comes from one rule: **every random draw of step ``s`` is a function of
 ``(seed, s)``** -- the batch and the masks come from ``numpy.random.default_rng([seed, s])`` (see
-:func:`step_rng`), dropout from ``torch.manual_seed(step_seed(seed, s))`` set before the step --
+:func:`~speechunits.distributed.ddp.step_rng`), dropout from ``torch.manual_seed(step_seed(seed, s))`` set before the step --
 so a resumed run needs no saved RNG state, only the trainable parameters, AdamW's moments and the
 step counter, all stored as safetensors (plus a JSON state). The learning rate is a pure function
 of the step too.
@@ -43,7 +43,6 @@ import math
 import os
 import shutil
 import time
-import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -52,6 +51,7 @@ import torch
 
 from speechunits.data.atomic import atomic_write_text, replace_dir
 from speechunits.distributed import ddp
+from speechunits.distributed.ddp import step_seed
 
 log = logging.getLogger("speechunits.pretrain")
 
@@ -64,17 +64,6 @@ WEIGHT = "weight"
 # metrics[PARTIAL] true: the loss is already the rank's additive part of the global loss (a loss_fn
 # that normalised by counts all-reduced over ranks); the ranks' losses sum to the global loss
 PARTIAL = "partial"
-
-
-def step_seed(seed: int, step: int, stream: str = "") -> int:
-    """A 63-bit seed for step ``step`` of a run seeded ``seed`` (``stream`` separates uses)."""
-    mix = np.random.SeedSequence([int(seed), int(step), zlib.crc32(stream.encode())])
-    return int(mix.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-def step_rng(seed: int, step: int, stream: str = "") -> np.random.Generator:
-    """The numpy generator of step ``step`` for ``stream`` (batch choice, crops, masks...)."""
-    return np.random.default_rng(step_seed(seed, step, stream))
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int, final_ratio: float = 0.0) -> float:

@@ -39,7 +39,8 @@ from speechunits.data.atomic import atomic_write_text
 from speechunits.distributed import ddp
 from speechunits.encoders.pretrain.augment import augment_crop
 from speechunits.encoders.pretrain.data import CropSampler, collate, load_audio_set, normalize
-from speechunits.encoders.pretrain.loop import PARTIAL, Trainer, step_rng, step_seed
+from speechunits.distributed.ddp import step_rng, step_seed
+from speechunits.encoders.pretrain.loop import PARTIAL, Trainer
 from speechunits.encoders.pretrain.model import (
     DEFAULT_PRESET,
     PretrainHead,
