@@ -4,6 +4,7 @@ names, skipped-entry helpers, the document renderer, the headline row and `compa
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -85,7 +86,7 @@ def _write_eval(d, name, rows):
 
 def test_compare_rows_correlation_and_direction(tmp_path):
     evals = []
-    for name, pnmi, abx in (("k100", 0.30, 20.0), ("k500", 0.45, 15.0), ("k1000", 0.50, 12.0)):
+    for name, pnmi, abx in (("k100", 0.30, 20.0), ("k500", 0.45, 15.0), ("k1000", 0.50, 12.0), ("k2000", 0.52, 11.0)):
         evals.append(_write_eval(tmp_path / name, name, [
             {"dataset": "in", "layer": 6, "pnmi": pnmi, "abx_within_units_pct": abx, "rtf": 0.01},
             {"dataset": "out", "layer": 6, "pnmi": pnmi - 0.1, "abx_within_units_pct": abx + 5, "rtf": 0.01}]))
@@ -94,17 +95,21 @@ def test_compare_rows_correlation_and_direction(tmp_path):
     rows = comparison_rows([json.loads((e / "metrics.json").read_text()) for e in evals])
     assert [r["label"] for r in rows][:2] == ["k100 / in", "k100 / out"]
     scores = {"k100": {"swuggy": 0.60, "wer": 30.0}, "k500": {"swuggy": 0.65, "wer": 25.0},
-              "k1000": {"swuggy": 0.70, "wer": 20.0}, "other": {"swuggy": 0.1}}
+              "k1000": {"swuggy": 0.70, "wer": 20.0}, "k2000": {"swuggy": 0.69, "wer": 21.0}, "other": {"swuggy": 0.1}}
     res = compare(evals, tmp_path / "cmp", scores=scores, dataset="in")
-    assert [r["label"] for r in res["rows"]] == ["k100", "k500", "k1000"]
+    assert [r["label"] for r in res["rows"]] == ["k100", "k500", "k1000", "k2000"]
     c = res["correlation"]
     assert "rtf" not in c["metrics"] and set(c["negated"]) == {"abx_within_units_pct", "wer"}
     m = c["metrics"]
     # more PNMI, lower ABX, higher sWUGGY and lower WER all mean "better": every r is positive
     for a in ("pnmi", "abx_within_units_pct"):
         for b in ("swuggy", "wer"):
-            assert c["matrix"][m.index(a)][m.index(b)] > 0.9 and c["n"][m.index(a)][m.index(b)] == 3
+            i, j = m.index(a), m.index(b)
+            assert c["matrix"][i][j] > 0.8 and c["n"][i][j] == 4
+            assert -1 <= c["ci_low"][i][j] < c["matrix"][i][j] < c["ci_high"][i][j] <= 1  # Fisher z, n = 4: wide
     assert res["unmatched_scores"] == ["other"]
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "r [95 % CI] (n)" in md and re.search(r"\| pnmi \| 0\.\d+ \[-?0\.\d+, 0\.\d+\] \(4\)", md)
     for f in ("compare.json", "compare.md", "compare.html", res["correlation_plot"]):
         assert (tmp_path / "cmp" / f).is_file()
     html = (tmp_path / "cmp" / "compare.html").read_text()

@@ -122,6 +122,27 @@ def test_correlation_small_n_and_constant():
     assert pearson(x, y) == pytest.approx(np.corrcoef(x, y)[0, 1])
 
 
+def test_correlation_interval_covers_the_true_r_at_the_stated_rate():
+    """Fisher's z interval: a 95 % interval holds the population r in ~95 % of samples of n = 8."""
+    from speechunits.metrics import pearson_ci
+
+    rng = np.random.default_rng(0)
+    rho, n, hits, trials = 0.6, 8, 0, 2000
+    cov = [[1.0, rho], [rho, 1.0]]
+    for _ in range(trials):
+        x, y = rng.multivariate_normal([0, 0], cov, size=n).T
+        lo, hi = pearson_ci(pearson(x, y), n)
+        hits += lo <= rho <= hi
+    assert 0.93 <= hits / trials <= 0.97
+    assert all(math.isnan(v) for v in pearson_ci(0.5, 3)) and pearson_ci(1.0, 10) == (1.0, 1.0)
+    lo, hi = pearson_ci(0.5, 100)
+    assert lo < 0.5 < hi and hi - lo < pearson_ci(0.5, 10)[1] - pearson_ci(0.5, 10)[0]
+    table = {f"t{i}": {"a": float(i), "b": float(i) + (0.5 if i % 2 else -0.5)} for i in range(6)}
+    c = proxy_correlation(table)
+    low, high = c.interval("a", "b")
+    assert low < c.get("a", "b") < high and c.to_dict()["ci_low"][0][1] == pytest.approx(low)
+
+
 # --------------------------------------------------------------------------- plots
 def _check_png(path, min_kb=8):
     import matplotlib.image as mpimg

@@ -165,14 +165,21 @@ def _blocks(res: dict[str, Any], metrics: list) -> list[tuple]:
         b += [doc.h(2, "Correlation of proxies and downstream scores", "correlation"),
               doc.p(f"Pearson r across tokenizers, after negating the lower-is-better metrics "
                     f"({', '.join(corr['negated']) or 'none'}), so a positive r means the two agree on which "
-                    "tokenizer is better. Each pair uses the tokenizers that have both values (n). The heat "
+                    "tokenizer is better. Each pair uses the tokenizers that have both values (n); the 95 % "
+                    "interval is Fisher's z (none below n = 4). The heat "
                     "map shows every pair; compare.json holds the full matrix.")]
         if corr.get("note"):
             b.append(doc.note(corr["note"]))
         if scores:
-            b.append(doc.table(["proxy"] + [f"{s}: r (n)" for s in scores], [
-                [m] + [f"{doc.fmt(corr['matrix'][idx[m]][idx[s]])} ({corr['n'][idx[m]][idx[s]]})" for s in scores]
-                for m in names if m not in scores]))
+            def cell(m: str, s: str) -> str:
+                i, j = idx[m], idx[s]
+                lows, highs = corr.get("ci_low"), corr.get("ci_high")
+                lo, hi = (lows[i][j], highs[i][j]) if lows and highs else (None, None)
+                ci = f" [{doc.fmt(lo)}, {doc.fmt(hi)}]" if lo is not None and hi is not None else ""
+                return f"{doc.fmt(corr['matrix'][i][j])}{ci} ({corr['n'][i][j]})"
+
+            b.append(doc.table(["proxy"] + [f"{s}: r [95 % CI] (n)" for s in scores],
+                               [[m] + [cell(m, s) for s in scores] for m in names if m not in scores]))
         if res.get("unmatched_scores"):
             b.append(doc.note(f"scores for unknown tokenizers (ignored): {', '.join(res['unmatched_scores'])}; "
                               f"row labels are {', '.join(r['label'] for r in rows)}"))

@@ -33,7 +33,7 @@ from .abx import DEFAULT_EXCLUDE, AbxItem, AbxResult, abx_error, abx_items, abx_
 from .abx_item_file import read_item_file, write_item_file
 from .alignment_metrics import AlignmentStats, cnmi, frame_label_pairs, label_code_stats, pnmi
 from .codebook import CodebookStats, codebook_stats, entropy_bits, token_distribution, unit_counts
-from .correlation import CorrelationResult, pearson, proxy_correlation
+from .correlation import CorrelationResult, pearson, pearson_ci, proxy_correlation
 from .ngram import KneserNeyLM, ngram_perplexity
 from .plots import plot_bars, plot_correlation, plot_pphone_given_code, plot_unit_frequency
 from .position import position_nmi
@@ -90,6 +90,7 @@ __all__ = [
     "CorrelationResult",
     "proxy_correlation",
     "pearson",
+    "pearson_ci",
     # plots
     "plot_correlation",
     "plot_pphone_given_code",
