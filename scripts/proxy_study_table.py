@@ -1,0 +1,76 @@
+"""The tables of scripts/proxy_study.sh: every tokenizer's proxies and LM scores, and the Pearson
+correlation of each proxy with each score across tokenizers, with 95 % intervals (Fisher's z).
+
+    python scripts/proxy_study_table.py OUT CORPUS_DEV_JSONL > OUT/proxy_study.md   (and OUT/proxy_study.json)
+
+Proxies come from OUT/eval/NAME/metrics.json (its one dataset, the corpus test split); scores
+from the last validation in OUT/lm/NAME/train_log.jsonl: zero-shot lexical and syntactic accuracy
+and the dev NLL per second of speech (mean NLL per token x dev tokens / dev seconds, lower is
+better). One point per tokenizer; lower-is-better metrics are negated, so a positive r means the
+proxy and the score agree on which tokenizer is better. Every number is copied, only rounded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from speechunits.metrics import proxy_correlation
+
+PROXIES = {  # metric: (label, lower is better)
+    "entropy_bitrate": ("bitrate (entropy, bit/s)", True),
+    "ngram_perplexity": ("4-gram perplexity", True),
+    "abx_within_units_pct": ("ABX within %", True),
+    "abx_across_units_pct": ("ABX across %", True),
+    "pnmi": ("PNMI", False),
+    "cnmi": ("CNMI", False),
+    "position_nmi_margin": ("position leakage (NMI margin)", True),
+    "ued_mean": ("UED", True),
+}
+SCORES = {"lexical_acc": ("lexical acc.", False), "syntactic_acc": ("syntactic acc.", False),
+          "dev_nll_per_second": ("dev NLL / s", True)}
+
+
+def fmt(v, digits: int = 3) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
+
+
+def main(out: Path, dev: Path) -> None:
+    dev_seconds = sum(r["num_samples"] / r["sample_rate"] for r in map(json.loads, dev.read_text().splitlines()))
+    table: dict[str, dict[str, float]] = {}
+    steps = {}
+    for log in sorted(out.glob("lm/*/train_log.jsonl")):
+        name = log.parent.name
+        metrics = out / "eval" / name / "metrics.json"
+        valid = [r for r in map(json.loads, log.read_text().splitlines()) if "valid_nll" in r]
+        if not metrics.is_file() or not valid:
+            continue
+        (row,) = json.loads(metrics.read_text())["summary"]
+        v = valid[-1]
+        steps[name] = v["step"]
+        table[name] = {**{k: row[k] for k in PROXIES if row.get(k) is not None},
+                       "lexical_acc": v["pairs_lexical"], "syntactic_acc": v["pairs_syntactic"],
+                       "dev_nll_per_second": v["valid_nll"] * v["valid_tokens"] / dev_seconds}
+    lower = [k for k, (_, low) in {**PROXIES, **SCORES}.items() if low]
+    corr = proxy_correlation(table, lower_is_better=lower, metrics=[*PROXIES, *SCORES])
+    print("| tokenizer | LM steps | " + " | ".join(lab for lab, _ in {**PROXIES, **SCORES}.values()) + " |")
+    print("|---|---|" + "---|" * (len(PROXIES) + len(SCORES)))
+    for name, row in table.items():
+        print(f"| {name} | {steps[name]} | " + " | ".join(fmt(row.get(k)) for k in [*PROXIES, *SCORES]) + " |")
+    print()
+    print("| proxy | " + " | ".join(f"{lab}: r [95 % CI] (n)" for lab, _ in SCORES.values()) + " |")
+    print("|---|" + "---|" * len(SCORES))
+    for p, (lab, _) in PROXIES.items():
+        cells = []
+        for s in SCORES:
+            lo, hi = corr.interval(p, s)
+            cells.append(f"{fmt(corr.get(p, s), 2)} [{fmt(lo, 2)}, {fmt(hi, 2)}] ({corr.n[corr.metrics.index(p)][corr.metrics.index(s)]})")
+        print(f"| {lab} | " + " | ".join(cells) + " |")
+    (out / "proxy_study.json").write_text(json.dumps({"table": table, "lm_steps": steps,
+                                                      "correlation": corr.to_dict()}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
