@@ -11,6 +11,9 @@
 #
 # CORPUS_DIR / PAIRS_DIR: from scripts/unit_lm_curve.sh (corpus synth / corpus pairs). Every stage
 # resumes (finished tokenizers are skipped, an LM resumes from its checkpoint); one thread per job.
+# Several copies of the same command share the work (one per core): each claims a tokenizer with
+# an atomic `mkdir OUT/claims/NAME` and skips those claimed by another; after a crash, remove the
+# crashed copy's claim (OUT/claims/NAME) to let a rerun finish it.
 set -euo pipefail
 if [ $# -lt 5 ]; then
   echo "usage: bash scripts/proxy_study.sh OUT CORPUS_DIR PAIRS_DIR STEPS NAME=TOKENIZER_DIR..." >&2
@@ -20,10 +23,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$1; C=$2; P=$3; STEPS=$4; shift 4
 SU=${SU:-$ROOT/.venv/bin/speechunits}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
-mkdir -p "$OUT/eval" "$OUT/units" "$OUT/lm"
+mkdir -p "$OUT/eval" "$OUT/units" "$OUT/lm" "$OUT/claims"
 for spec in "$@"; do
   name=${spec%%=*}; tok=${spec#*=}
   u="$OUT/units/$name"; m="$OUT/lm/$name"
+  if ! mkdir "$OUT/claims/$name" 2>/dev/null && [ ! -f "$m/model.safetensors" ]; then
+    echo "[$(date +%T)] skip $name: claimed by another copy (remove $OUT/claims/$name if none runs)" >&2
+    continue
+  fi
   if [ ! -f "$OUT/eval/$name/metrics.json" ]; then
     echo "[$(date +%T)] eval $name" >&2
     "$SU" eval --tokenizer "$tok" --name "$name" --data "$C/test.jsonl" --robustness-seconds 180 --threads 1 \
