@@ -28,7 +28,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from speechunits.data.atomic import atomic_write_text
-from speechunits.encoders.pretrain.loop import Trainer, step_rng
+from speechunits.distributed.ddp import step_rng
+from speechunits.encoders.pretrain.loop import Trainer
 
 from ..train import evenly_spread
 from .model import META_FILE, move_contents

@@ -26,7 +26,8 @@ import torch
 
 from speechunits.data.atomic import atomic_write_text
 from speechunits.data.manifest import Utterance
-from speechunits.encoders.pretrain.loop import Trainer, step_rng
+from speechunits.distributed.ddp import step_rng
+from speechunits.encoders.pretrain.loop import Trainer
 
 from ..prepare import tokenizer_fingerprint
 from . import artifact
