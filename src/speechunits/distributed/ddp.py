@@ -17,9 +17,12 @@ step* as one process with the same global batch:
 - only rank 0 writes files; checkpoints hold the full (replicated) state, so a run resumes under
   any world size, one process included.
 
-Randomness drawn per example from the step seed is unchanged; randomness drawn over a tensor of
-the local part (dropout) differs from the one-process run, so equality holds to float tolerance
-only when such randomness is off (the tests do that); results are otherwise equal in distribution.
+Every loop draws its randomness from :func:`step_seed` / :func:`step_rng` of ``(seed, step,
+stream)``: the batch plan, masks and crops, the same on every rank (the unit-LM loop also seeds a
+non-zero rank's dropout from the stream ``"dropout rank R"``). Randomness drawn per example from
+the step seed is unchanged; randomness drawn over a tensor of the local part (dropout) differs
+from the one-process run, so equality holds to float tolerance only when such randomness is off
+(the tests do that); results are otherwise equal in distribution.
 
 Example (one process: the identity):
     >>> w = world()
@@ -42,7 +45,6 @@ import torch
 T = TypeVar("T")
 
 
-
 def step_seed(seed: int, step: int, stream: str = "") -> int:
     """A 63-bit seed for step ``step`` of a run seeded ``seed`` (``stream`` separates uses: a batch
     draw, a rank's dropout, ...): every loop and every rank derives its randomness from it."""
@@ -53,6 +55,7 @@ def step_seed(seed: int, step: int, stream: str = "") -> int:
 def step_rng(seed: int, step: int, stream: str = "") -> np.random.Generator:
     """The numpy generator of step ``step`` for ``stream`` (batch choice, crops, masks...)."""
     return np.random.default_rng(step_seed(seed, step, stream))
+
 
 @dataclass(frozen=True)
 class World:
