@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -207,6 +208,47 @@ def test_training_lowers_nll_and_beats_chance_on_pairs(tmp_path):
         gold += [f"{u.utt_id},{u.utt_id}.wav,1", f"{u.utt_id},{bad.utt_id}.wav,0"]
     res = score_pairs(lm, read_gold(io.StringIO("\n".join(gold))), units)
     assert res.n_pairs == 40 and res.accuracy_mean > 0.9 and res.accuracy_sum > 0.9
+
+
+def test_keep_best_saves_the_model_of_the_lowest_validation_nll(tmp_path):
+    """Train on u[t+1] = u[t] + 1 and validate on u[t+1] = u[t] + 3: the validation NLL first falls
+    (the model learns which tokens are units) and then rises (it grows sure of the wrong rule), so
+    the best model is an early one and differs from the final one."""
+    lm = create_lm("unit-lm:tiny", k=K, seed=0)
+    train_ex = lm_examples(lm, cyclic_corpus(200, seed=1))
+    valid_units = cyclic_corpus(40, seed=2, step=3)
+    cfg = TrainConfig(steps=60, batch_tokens=512, max_len=128, lr=3e-3, warmup_steps=5, seed=0,
+                      eval_every=5, save_every=0, keep_best=True, progress=False)
+    train(lm, train_ex, tmp_path / "m", cfg, valid=lm_examples(lm, valid_units))
+    recs = [json.loads(x) for x in (tmp_path / "m" / "train_log.jsonl").read_text().splitlines()]
+    vals = [r for r in recs if "valid_nll" in r]
+    best = min(vals, key=lambda r: r["valid_nll"])
+    assert [r["step"] for r in vals if r.get("best")][-1] == best["step"] < vals[-1]["step"]
+    marked = [r["valid_nll"] for r in vals if r.get("best")]
+    assert marked == sorted(marked, reverse=True)  # each mark improves on the one before
+    kept, final = SpeechLM.load(tmp_path / "m" / "best"), SpeechLM.load(tmp_path / "m")
+    nll_kept = evaluate_nll(kept, valid_units).per_token
+    assert nll_kept == pytest.approx(best["valid_nll"], rel=1e-4)
+    assert evaluate_nll(final, valid_units).per_token > nll_kept + 0.1
+    with pytest.raises(ValueError, match="keep_best needs a validation set"):
+        train(create_lm("unit-lm:tiny", k=K, seed=0), train_ex, tmp_path / "n", cfg)
+
+    # a run killed after the best point and resumed from its checkpoint marks the same records
+    class Killed(Exception):
+        pass
+
+    def kill(step, loss):
+        if step == 43:
+            raise Killed
+
+    cut = replace(cfg, save_every=20)
+    with pytest.raises(Killed):
+        train(create_lm("unit-lm:tiny", k=K, seed=0), train_ex, tmp_path / "cut", cut,
+              valid=lm_examples(lm, valid_units), callback=kill)
+    train(create_lm("unit-lm:tiny", k=K, seed=0), train_ex, tmp_path / "cut", cut, valid=lm_examples(lm, valid_units))
+    again = [json.loads(x) for x in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r.get("best", False)) for r in again if "valid_nll" in r] == [
+        (r["step"], r.get("best", False)) for r in vals]
 
 
 def test_cli_train_eval_score(tmp_path, capsys):

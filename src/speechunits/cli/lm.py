@@ -40,6 +40,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (default: at the end)")
     p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (and at the end)")
     p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--keep-best", action="store_true",
+                   help="also keep the model of the lowest validation NLL in OUT/best (needs --valid; "
+                        "validates every --eval-every steps)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--device", default="cpu", help="cpu (default, float32) or cuda (bf16 autocast)")
 
@@ -112,7 +115,7 @@ def _train_common(args: argparse.Namespace, make_examples) -> int:
         steps=args.steps, batch_tokens=args.batch_tokens, max_len=args.max_len, grad_accum=args.grad_accum,
         lr=args.lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, pack=not args.no_pack,
         seed=args.seed, log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
-        device=args.device, progress=not args.no_progress)
+        keep_best=args.keep_best, device=args.device, progress=not args.no_progress)
     result = train(lm, make_examples(lm, units), args.out, config,
                    valid=make_examples(lm, valid) if valid else None, resume=not args.no_resume,
                    evaluate=evaluate)

@@ -18,7 +18,9 @@ number of processes when ``grad_accum x N`` stays the same. Rank 0 writes every 
 
 Output directory: the model (``SpeechLM.save``), ``train_log.jsonl`` (one record per logged step
 and per validation), ``train_config.json``, and ``checkpoint/`` (see
-:mod:`speechunits.lm.checkpoint`). Runs on CPU in float32; on CUDA with bf16 autocast.
+:mod:`speechunits.lm.checkpoint`); with ``keep_best``, also ``best/``: the model at the validation
+of lowest NLL so far (its record in the log says ``"best": true``), because a small corpus trained
+for many epochs over-fits and the final model is then not the one to keep. Runs on CPU in float32; on CUDA with bf16 autocast.
 
 Example:
     >>> import numpy as np, tempfile
@@ -79,6 +81,7 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 0  # 0: validate at the end only
     save_every: int = 500  # 0: checkpoint at the end only
+    keep_best: bool = False  # also save the model of the lowest validation NLL in out/best
     device: str = "cpu"
     progress: bool = True
 
@@ -186,6 +189,8 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
     examples = split_long(examples, c.max_len)
     if not examples:
         raise ValueError("no training examples")
+    if c.keep_best and not valid:
+        raise ValueError("keep_best needs a validation set (valid / --valid) to pick the best model by")
     lm.to(c.device)
     if c.pack:
         verify_packing(lm)
@@ -224,10 +229,12 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
     stream = _Stream(examples, c, lm.pad_id, epoch, index)
     result = TrainResult(losses=[r["loss"] for r in history if "loss" in r],
                          valid=[r for r in history if "loss" not in r])  # the validation records
+    best_nll = min((r["valid_nll"] for r in result.valid if "valid_nll" in r), default=math.inf)
     t0, window_tokens, window_t = time.perf_counter(), 0, time.perf_counter()
     bar = tqdm(total=c.steps, initial=step, desc="train", unit="step", disable=not c.progress or not main)
 
     def validate(at: int) -> None:
+        nonlocal best_nll
         if not valid and evaluate is None:
             return
         rec: dict[str, Any] = {"step": at}
@@ -240,10 +247,14 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
             with torch.no_grad():
                 rec.update(evaluate(lm))
             lm.model.train()
+        if c.keep_best and rec["valid_nll"] < best_nll:
+            best_nll, rec["best"] = rec["valid_nll"], True
+            if main:
+                lm.save(out / "best")
         result.valid.append(rec)
         if main:
             _append_log(log_path, rec)
-        log.info("step %d: %s", at, ", ".join(f"{k} {v:.4f}" for k, v in rec.items() if k != "step"))
+        log.info("step %d: %s", at, ", ".join(f"{k} {v:.4f}" for k, v in rec.items() if k not in ("step", "best")))
 
     while step < c.steps:
         lr = lr_at(step, c)
