@@ -20,7 +20,8 @@ Output directory: the model (``SpeechLM.save``), ``train_log.jsonl`` (one record
 and per validation), ``train_config.json``, and ``checkpoint/`` (see
 :mod:`speechunits.lm.checkpoint`); with ``keep_best``, also ``best/``: the model at the validation
 of lowest NLL so far (its record in the log says ``"best": true``), because a small corpus trained
-for many epochs over-fits and the final model is then not the one to keep. Runs on CPU in float32; on CUDA with bf16 autocast.
+for many epochs over-fits and the final model is then not the one to keep. Runs on CPU in
+float32; on CUDA with bf16 autocast.
 
 Example:
     >>> import numpy as np, tempfile
@@ -229,7 +230,8 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
     stream = _Stream(examples, c, lm.pad_id, epoch, index)
     result = TrainResult(losses=[r["loss"] for r in history if "loss" in r],
                          valid=[r for r in history if "loss" not in r])  # the validation records
-    best_nll = min((r["valid_nll"] for r in result.valid if "valid_nll" in r), default=math.inf)
+    # the best so far is the best whose model best/ holds (a run resumed with keep_best newly on saves anew)
+    best_nll = min((r["valid_nll"] for r in result.valid if r.get("best")), default=math.inf)
     t0, window_tokens, window_t = time.perf_counter(), 0, time.perf_counter()
     bar = tqdm(total=c.steps, initial=step, desc="train", unit="step", disable=not c.progress or not main)
 
