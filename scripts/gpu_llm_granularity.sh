@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Granularity with a text LLM, on one GPU (docs/results.md, "Granularity with SmolLM2 + LoRA, on a
+# Granularity with a text LLM, on one GPU (docs/results.md, "Granularity with SmolLM2 + LoRA and the unit LM, on a
 # GPU"; issue 19 item 3, paper 1): for k = 125, 500 and 2000 (Whisper L3 k-means) SmolLM2-135M
 # continued with LoRA r64 on the de-duplicated units of the 4-hour 320-word corpus, and unit-lm:small
 # from scratch on the same tokens, all six side by side on the GPU, each for about TRAIN_S seconds
