@@ -4,7 +4,7 @@
 # plus HOURS more hours per extra seed (two seeds: 1 and 2) synthesized from the SAME lexicon, all
 # tokenized with the default tokenizer (de-duplicated) and merged (ids prefixed s0/s1/s2); dev, test
 # and the pair sets are BASE's, so the scores compare with its 4-hour LM. Two cores: the two seeds
-# run side by side, one thread each (about 5 minutes of synthesis and 12 of tokenizing for 20 h).
+# run side by side, one thread each (for 20 h: about 2 minutes of synthesis and 8 of tokenizing here).
 #   bash scripts/big_corpus_units.sh BASE OUT [MINUTES_PER_SEED]      (default 1200: 20 h; 16 h train each)
 set -euo pipefail
 BASE=${1:?usage: big_corpus_units.sh BASE OUT [MINUTES]}; O=${2:?usage: big_corpus_units.sh BASE OUT [MINUTES]}

@@ -13,9 +13,11 @@ after checking that every input was made by the same tokenizer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import shutil
 from pathlib import Path
+
+from speechunits.data.atomic import atomic_open, atomic_write_text
 
 
 def _config(units: Path) -> dict:
@@ -40,25 +42,21 @@ def main() -> None:
     for name, units, _ in parts[1:]:
         if _config(units) != first:
             raise SystemExit(f"{units}: made by another tokenizer than {parts[0][1]}")
-    a.units.parent.mkdir(parents=True, exist_ok=True)
     n_utts = 0
-    with open(f"{a.units}.tmp", "w") as fu, (open(f"{a.text}.tmp", "w") if a.text else open("/dev/null", "w")) as ft:
+    with contextlib.ExitStack() as files:  # each file appears whole or not at all
+        fu = files.enter_context(atomic_open(a.units))
+        ft = files.enter_context(atomic_open(a.text)) if a.text else None
         for name, units, manifest in parts:
             for line in units.open():
                 row = json.loads(line)
                 row["id"] = f"{name}_{row['id']}"
                 fu.write(json.dumps(row) + "\n")
                 n_utts += 1
-            if a.text and manifest is not None:
+            if ft is not None and manifest is not None:
                 for line in manifest.open():
                     row = json.loads(line)
                     ft.write(json.dumps({"id": f"{name}_{row['id']}", "text": row["text"]}) + "\n")
-    Path(f"{a.units}.tmp").replace(a.units)
-    if a.text:
-        Path(f"{a.text}.tmp").replace(a.text)
-    else:
-        Path(f"{a.text}.tmp").unlink(missing_ok=True)
-    shutil.copyfile(f"{parts[0][1]}.config.json", f"{a.units}.config.json")
+    atomic_write_text(f"{a.units}.config.json", Path(f"{parts[0][1]}.config.json").read_text())
     print(f"{a.units}: {n_utts} utterances from {len(parts)} corpora")
 
 
