@@ -6,7 +6,10 @@ correlation of each proxy with each score across tokenizers, with 95 % intervals
 Proxies come from OUT/eval/NAME/metrics.json (its one dataset, the corpus test split); scores
 from the last validation in OUT/lm/NAME/train_log.jsonl: zero-shot lexical and syntactic accuracy
 and the dev NLL per second of speech (mean NLL per token x dev tokens / dev seconds, lower is
-better). One point per tokenizer; lower-is-better metrics are negated, so a positive r means the
+better); where scripts/proxy_asr.sh ran, unit-LM ASR: the fine-tuning's last dev NLL per
+character (OUT/asr/NAME/train_log.jsonl) and the test CER (OUT/asr/NAME/test.json); where
+scripts/proxy_resynthesis.sh ran, resynthesis dWER on librivox-aligned and test-other
+(OUT/resynth/eval/NAME/metrics.json). A score a tokenizer lacks is left out of its pairs (n). One point per tokenizer; lower-is-better metrics are negated, so a positive r means the
 proxy and the score agree on which tokenizer is better. Every number is copied, only rounded.
 """
 
@@ -30,11 +33,36 @@ PROXIES = {  # metric: (label, lower is better)
     "ued_mean": ("UED", True),
 }
 SCORES = {"lexical_acc": ("lexical acc.", False), "syntactic_acc": ("syntactic acc.", False),
-          "dev_nll_per_second": ("dev NLL / s", True)}
+          "dev_nll_per_second": ("dev NLL / s", True),
+          "asr_dev_nll_per_char": ("ASR dev NLL / char", True), "asr_cer": ("ASR CER", True),
+          "dwer_librivox": ("resynthesis dWER librivox", True),
+          "dwer_test_other": ("resynthesis dWER test-other", True)}
 
 
 def fmt(v, digits: int = 3) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
+
+
+def asr_scores(out: Path, name: str) -> dict[str, float]:
+    """Unit-LM ASR of one tokenizer (scripts/proxy_asr.sh), or {} where it did not run."""
+    folder = out / "asr" / name
+    log, test = folder / "train_log.jsonl", folder / "test.json"
+    if not (log.is_file() and test.is_file()):
+        return {}
+    valid = [r for r in map(json.loads, log.read_text().splitlines()) if "valid_nll" in r]
+    return {"asr_dev_nll_per_char": valid[-1]["valid_nll"], "asr_cer": json.loads(test.read_text())["cer"]}
+
+
+def resynthesis_scores(out: Path, name: str) -> dict[str, float]:
+    """Resynthesis dWER of one tokenizer's vocoder (scripts/proxy_resynthesis.sh), or {}."""
+    metrics = out / "resynth" / "eval" / name / "metrics.json"
+    if not metrics.is_file():
+        return {}
+    by = {x["data"]["name"]: (x.get("resynthesis") or {}).get("scores", {})
+          for x in json.loads(metrics.read_text())["datasets"]}
+    found = {"dwer_librivox": by.get("librivox-aligned", {}).get("dwer"),
+             "dwer_test_other": by.get("test-other", {}).get("dwer")}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def main(out: Path, dev: Path) -> None:
@@ -52,7 +80,8 @@ def main(out: Path, dev: Path) -> None:
         steps[name] = v["step"]
         table[name] = {**{k: row[k] for k in PROXIES if row.get(k) is not None},
                        "lexical_acc": v["pairs_lexical"], "syntactic_acc": v["pairs_syntactic"],
-                       "dev_nll_per_second": v["valid_nll"] * v["valid_tokens"] / dev_seconds}
+                       "dev_nll_per_second": v["valid_nll"] * v["valid_tokens"] / dev_seconds,
+                       **asr_scores(out, name), **resynthesis_scores(out, name)}
     lower = [k for k, (_, low) in {**PROXIES, **SCORES}.items() if low]
     corr = proxy_correlation(table, lower_is_better=lower, metrics=[*PROXIES, *SCORES])
     print("| tokenizer | LM steps | " + " | ".join(lab for lab, _ in {**PROXIES, **SCORES}.values()) + " |")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The vocoder results of docs/results.md: score resynthesis of each vocoder on librivox-aligned
-# (5 utterances with transcripts) and 60 s of librispeech-mini test-other (speaker labels: voice
-# conversion too), one thread each, token sections skipped; then print the table.
+# (5 utterances with transcripts) and librispeech-mini test-other (speaker labels: voice conversion
+# too), RESYN_S seconds of each (default 60), one thread each, token sections skipped; then print
+# the table.
 #
 #   bash scripts/vocoder_results.sh OUTDIR NAME=VOCODER:TOKENIZER[:LAYERS] ...
 #
@@ -30,7 +31,7 @@ for spec in "$@"; do
   data=()
   for d in ${DATA:-$SHARED/librivox-aligned $SHARED/librispeech-mini/test-other}; do data+=(--data "$d"); done
   "$SU" eval --tokenizer "$tok" --vocoder "$voc" "${extra[@]}" --name "$name" "${data[@]}" \
-    --skip alignment abx ngram robustness speed --resynthesis-seconds 60 --resynthesis-examples 2 \
+    --skip alignment abx ngram robustness speed --resynthesis-seconds "${RESYN_S:-60}" --resynthesis-examples 2 \
     --threads 1 --no-plots --no-progress --out "$OUT/eval/$name" > "$OUT/eval/$name.log" 2>&1
 done
 if [ -n "${DATA:-}" ]; then
