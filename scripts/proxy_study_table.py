@@ -6,11 +6,12 @@ correlation of each proxy with each score across tokenizers, with 95 % intervals
 Proxies come from OUT/eval/NAME/metrics.json (its one dataset, the corpus test split); scores
 from the last validation in OUT/lm/NAME/train_log.jsonl: zero-shot lexical and syntactic accuracy
 and the dev NLL per second of speech (mean NLL per token x dev tokens / dev seconds, lower is
-better); where scripts/proxy_asr.sh ran, unit-LM ASR: the fine-tuning's last dev NLL per
-character (OUT/asr/NAME/train_log.jsonl) and the test CER (OUT/asr/NAME/test.json); where
-scripts/proxy_resynthesis.sh ran, resynthesis dWER on librivox-aligned and test-other
-(OUT/resynth/eval/NAME/metrics.json). A score a tokenizer lacks is left out of its pairs (n). One point per tokenizer; lower-is-better metrics are negated, so a positive r means the
-proxy and the score agree on which tokenizer is better. Every number is copied, only rounded.
+better); where `scripts/proxy_downstream.sh asr` ran, unit-LM ASR: the fine-tuning's last dev
+NLL per character (OUT/asr/NAME/train_log.jsonl) and the test CER (OUT/asr/NAME/test.json); where
+`scripts/proxy_downstream.sh resynthesis` ran, resynthesis dWER on librivox-aligned and test-other
+(OUT/resynth/eval/NAME/metrics.json). A score a tokenizer lacks is left out of its pairs (n).
+One point per tokenizer; lower-is-better metrics are negated, so a positive r means the proxy
+and the score agree on which tokenizer is better. Every number is copied, only rounded.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def fmt(v, digits: int = 3) -> str:
 
 
 def asr_scores(out: Path, name: str) -> dict[str, float]:
-    """Unit-LM ASR of one tokenizer (scripts/proxy_asr.sh), or {} where it did not run."""
+    """Unit-LM ASR of one tokenizer (scripts/proxy_downstream.sh asr), or {} where it did not run."""
     folder = out / "asr" / name
     log, test = folder / "train_log.jsonl", folder / "test.json"
     if not (log.is_file() and test.is_file()):
@@ -54,7 +55,7 @@ def asr_scores(out: Path, name: str) -> dict[str, float]:
 
 
 def resynthesis_scores(out: Path, name: str) -> dict[str, float]:
-    """Resynthesis dWER of one tokenizer's vocoder (scripts/proxy_resynthesis.sh), or {}."""
+    """Resynthesis dWER of one tokenizer's vocoder (scripts/proxy_downstream.sh resynthesis), or {}."""
     metrics = out / "resynth" / "eval" / name / "metrics.json"
     if not metrics.is_file():
         return {}

@@ -74,7 +74,7 @@ def test_steps_for_budget_uses_the_last_measured_rate(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["gpu_lm_round.sh", "gpu_llm_granularity.sh", "big_corpus_units.sh",
-                                    "granularity_units.sh", "proxy_asr.sh", "proxy_resynthesis.sh"])
+                                    "granularity_units.sh", "proxy_downstream.sh"])
 def test_round_scripts_parse_and_ask_for_their_arguments(script):
     assert subprocess.run(["bash", "-n", f"scripts/{script}"], cwd=ROOT).returncode == 0
     r = subprocess.run(["bash", f"scripts/{script}"], cwd=ROOT, capture_output=True, text=True)
