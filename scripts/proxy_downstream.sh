@@ -29,6 +29,7 @@ asr() {  # NAME TOKENIZER: fine-tune the unit LM for ASR and decode the test spl
   local name=$1 tok=$2 u="$OUT/units/$1" a="$OUT/asr/$1" text="$OUT/asr/text_train_dev.jsonl"
   if [ ! -f "$OUT/lm/$name/model.safetensors" ]; then
     echo "[$(date +%T)] skip $name: no unit LM in $OUT/lm/$name (run scripts/proxy_study.sh first)" >&2
+    rmdir "$OUT/claims_asr/$name"  # free it for a rerun once the LM exists
     return
   fi
   [ -f "$text" ] || { cat "$SRC/train.jsonl" "$SRC/dev.jsonl" > "$text.tmp" && mv "$text.tmp" "$text"; }
