@@ -51,6 +51,8 @@ def asr_scores(out: Path, name: str) -> dict[str, float]:
     if not (log.is_file() and test.is_file()):
         return {}
     valid = [r for r in map(json.loads, log.read_text().splitlines()) if "valid_nll" in r]
+    if not valid:  # a fine-tuning that never reached a validation has no dev score to give
+        return {}
     return {"asr_dev_nll_per_char": valid[-1]["valid_nll"], "asr_cer": json.loads(test.read_text())["cer"]}
 
 
