@@ -32,6 +32,7 @@ asr() {  # NAME TOKENIZER: fine-tune the unit LM for ASR and decode the test spl
     rmdir "$OUT/claims_asr/$name"  # free it for a rerun once the LM exists
     return
   fi
+  mkdir -p "$OUT/asr"
   [ -f "$text" ] || { cat "$SRC/train.jsonl" "$SRC/dev.jsonl" > "$text.tmp" && mv "$text.tmp" "$text"; }
   [ -f "$u/test.jsonl" ] || "$SU" tokenize --tokenizer "$tok" --out "$u/test.jsonl" --dedup --no-progress "$SRC/test.jsonl" > /dev/null
   if [ ! -f "$a/model.safetensors" ]; then
@@ -48,6 +49,7 @@ asr() {  # NAME TOKENIZER: fine-tune the unit LM for ASR and decode the test spl
 
 resynthesis() {  # NAME TOKENIZER: train the tokenizer's vocoder and score its resynthesis
   local name=$1 tok=$2 v="$OUT/voc/$1"
+  mkdir -p "$OUT/voc"
   if [ ! -f "$v/model.safetensors" ]; then
     echo "[$(date +%T)] vocoder $name" >&2
     "$SU" vocoder train "$SRC" --tokenizer "$tok" --out "$v" --steps "$STEPS" --no-progress > "$v.log" 2>&1
@@ -56,7 +58,7 @@ resynthesis() {  # NAME TOKENIZER: train the tokenizer's vocoder and score its r
   bash "$ROOT/scripts/vocoder_results.sh" "$OUT/resynth" "$name=$v:$tok" > /dev/null
 }
 
-mkdir -p "$OUT/asr" "$OUT/voc" "$OUT/claims_$KIND"
+mkdir -p "$OUT/claims_$KIND"
 for spec in "$@"; do
   name=${spec%%=*}; tok=${spec#*=}
   case $KIND in

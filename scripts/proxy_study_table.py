@@ -44,16 +44,22 @@ def fmt(v, digits: int = 3) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
 
 
+def last_validation(log: Path) -> dict | None:
+    """The last record of a training log (train_log.jsonl) that holds a validation, or None."""
+    valid = [r for r in map(json.loads, log.read_text().splitlines()) if "valid_nll" in r]
+    return valid[-1] if valid else None
+
+
 def asr_scores(out: Path, name: str) -> dict[str, float]:
     """Unit-LM ASR of one tokenizer (scripts/proxy_downstream.sh asr), or {} where it did not run."""
     folder = out / "asr" / name
     log, test = folder / "train_log.jsonl", folder / "test.json"
     if not (log.is_file() and test.is_file()):
         return {}
-    valid = [r for r in map(json.loads, log.read_text().splitlines()) if "valid_nll" in r]
-    if not valid:  # a fine-tuning that never reached a validation has no dev score to give
+    v = last_validation(log)
+    if v is None:  # a fine-tuning that never reached a validation has no dev score to give
         return {}
-    return {"asr_dev_nll_per_char": valid[-1]["valid_nll"], "asr_cer": json.loads(test.read_text())["cer"]}
+    return {"asr_dev_nll_per_char": v["valid_nll"], "asr_cer": json.loads(test.read_text())["cer"]}
 
 
 def resynthesis_scores(out: Path, name: str) -> dict[str, float]:
@@ -75,11 +81,10 @@ def main(out: Path, dev: Path) -> None:
     for log in sorted(out.glob("lm/*/train_log.jsonl")):
         name = log.parent.name
         metrics = out / "eval" / name / "metrics.json"
-        valid = [r for r in map(json.loads, log.read_text().splitlines()) if "valid_nll" in r]
-        if not metrics.is_file() or not valid:
+        v = last_validation(log)
+        if not metrics.is_file() or v is None:
             continue
         (row,) = json.loads(metrics.read_text())["summary"]
-        v = valid[-1]
         steps[name] = v["step"]
         table[name] = {**{k: row[k] for k in PROXIES if row.get(k) is not None},
                        "lexical_acc": v["pairs_lexical"], "syntactic_acc": v["pairs_syntactic"],
