@@ -90,3 +90,46 @@ def test_punctuation_is_normalised_away_in_training_and_references(caplog):
     assert plain.tolist() == punct.tolist()
     assert "dropped" not in caplog.text
     assert normalize_text("Abc, dab?!") == normalize_text("abc dab") == "abc dab"
+
+
+def _repeats(text: str, n: int) -> bool:
+    grams = [text[i:i + n] for i in range(len(text) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def test_no_repeat_ngram_size_stops_a_looping_decoder():
+    """An untrained model loops; with n = 3 no three characters of a transcript occur twice, and
+    the constraint is checked on the transcript, not on the unit prompt (which repeats freely)."""
+    lm = create_lm("unit-lm:tiny", k=K, seed=3, chars=CHARS)  # no space: normalisation keeps every char
+    units = [Units(np.tile([0, 1, 2], 8), 50.0, utt_id=f"u{i}") for i in range(3)]
+    free = transcribe(lm, units, num_beams=2, max_new_tokens=30)
+    assert any(_repeats(h, 3) for h in free), free  # 30 characters from 6 letters without a loop is unlikely
+    held = transcribe(lm, units, num_beams=2, max_new_tokens=30, no_repeat_ngram_size=3)
+    assert not any(_repeats(h, 3) for h in held), held
+    assert all(len(h) >= 10 for h in held), held  # still decodes (the prompt's repeats ban nothing)
+    with pytest.raises(ValueError, match="no_repeat_ngram_size"):
+        transcribe(lm, units, no_repeat_ngram_size=-1)
+
+
+def test_cli_asr_train_and_eval_with_the_repeat_guard(tmp_path, capsys):
+    import json
+
+    from speechunits.cli import main
+    from speechunits.lm import SpeechLM
+    from speechunits.tokens import write_jsonl
+
+    units, texts = corpus(40, seed=0)
+    write_jsonl(tmp_path / "units.jsonl", units, {"frame_rate": 50.0, "k": K})
+    (tmp_path / "text.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in texts.items()))
+    out = tmp_path / "asr"
+    assert main(["lm", "asr-train", "--units", str(tmp_path / "units.jsonl"), "--text", str(tmp_path / "text.jsonl"),
+                 "--model", "unit-lm:tiny", "--out", str(out), "--steps", "3", "--batch-tokens", "256",
+                 "--max-len", "128", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["lm", "asr-eval", "--model", str(out), "--units", str(tmp_path / "units.jsonl"), "--text",
+                 str(tmp_path / "text.jsonl"), "--beams", "1", "--no-repeat-ngram-size", "3",
+                 "--json", str(tmp_path / "asr.json")]) == 0
+    got = [u["hyp"] for u in json.loads((tmp_path / "asr.json").read_text())["utterances"]]
+    lm = SpeechLM.load(out)
+    assert got == transcribe(lm, units, num_beams=1, no_repeat_ngram_size=3)
+    assert got != transcribe(lm, units, num_beams=1)  # the flag reached the decoder

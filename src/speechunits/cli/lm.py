@@ -85,6 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             e.add_argument("--text", required=True, help="reference transcripts")
             e.add_argument("--beams", type=int, default=5)
             e.add_argument("--batch-size", type=int, default=8)
+            e.add_argument("--no-repeat-ngram-size", type=int, default=0, metavar="N",
+                           help="forbid any N transcript tokens (characters for a unit LM) from repeating "
+                                "(fairseq's option; 0: off)")
 
     from speechunits.cli.instruct import register_verbs
 
@@ -191,7 +194,8 @@ def run_asr_eval(args: argparse.Namespace) -> int:
     from speechunits.lm import evaluate_asr, read_transcripts
 
     lm, units = _load(args)
-    result = evaluate_asr(lm, units, read_transcripts(args.text), num_beams=args.beams, batch_size=args.batch_size)
+    result = evaluate_asr(lm, units, read_transcripts(args.text), num_beams=args.beams, batch_size=args.batch_size,
+                          no_repeat_ngram_size=args.no_repeat_ngram_size)
     _print(result.to_dict(), args.json, {"utterances": result.utterances})
     if not args.json:
         for u in result.utterances[:5]:

@@ -6,7 +6,11 @@ lower case, no punctuation, single spaces; references are normalised the same wa
 other characters outside its vocabulary are dropped with a warning. A text
 LLM uses its own tokenizer (``<|speech|> units <|asr|> text <eos>``). Decoding is
 ``generate(num_beams=5)`` on left-padded batches with a logits processor that allows only text
-tokens and the end token, so the decoder can never emit a unit or a marker.
+tokens and the end token, so the decoder can never emit a unit or a marker. A briefly fine-tuned
+model tends to loop ("the station the station ..."): ``no_repeat_ngram_size`` n > 0 forbids any n
+transcript tokens (characters, for a unit LM) from occurring twice, as fairseq's
+``--no-repeat-ngram-size`` does (transformers' processor; the unit prompt cannot match, since
+units and markers are never generated); 0, the default, decodes unconstrained.
 
 Example:
     >>> import numpy as np
@@ -82,12 +86,14 @@ class _TextOnly:
 
 @torch.no_grad()
 def transcribe(lm, units: list[Units], num_beams: int = 5, batch_size: int = 8,
-               max_new_tokens: int | None = None) -> list[str]:
+               max_new_tokens: int | None = None, no_repeat_ngram_size: int = 0) -> list[str]:
     """Beam-search transcripts of ``units``: at most ``max_new_tokens`` each, by default the
     prompt's length + 10 (speech has fewer characters than de-duplicated units a second:
     ~15 against 25-40, so a transcript longer than that is a decoder that failed to stop)."""
     from transformers import LogitsProcessorList
 
+    if no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
     prompts = [asr_prompt(lm, u) for u in units]
     processor = LogitsProcessorList([_TextOnly(lm.text_token_mask(lm.n_logits))])
     out: list[str] = [""] * len(units)
@@ -108,7 +114,8 @@ def transcribe(lm, units: list[Units], num_beams: int = 5, batch_size: int = 8,
                 gen = lm.model.generate(
                     input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
                     num_beams=num_beams, do_sample=False, max_new_tokens=limit,
-                    logits_processor=processor, eos_token_id=lm.eos_id, pad_token_id=lm.pad_id,
+                    logits_processor=processor, no_repeat_ngram_size=no_repeat_ngram_size,
+                    eos_token_id=lm.eos_id, pad_token_id=lm.pad_id,
                     num_return_sequences=1)
             for r, i in enumerate(idx):
                 new = gen[r, T:].tolist()
@@ -133,14 +140,15 @@ class ASRResult:
 
 
 def evaluate_asr(lm, units: list[Units], texts: dict[str, str], num_beams: int = 5,
-                 batch_size: int = 8, max_new_tokens: int | None = None) -> ASRResult:
+                 batch_size: int = 8, max_new_tokens: int | None = None,
+                 no_repeat_ngram_size: int = 0) -> ASRResult:
     """WER and CER (jiwer, corpus level) of beam-search transcripts against normalised references."""
     import jiwer
 
     units = [u for u in units if u.utt_id in texts and normalize_text(texts[u.utt_id])]
     if not units:
         raise ValueError("no utterance has a (non-empty) transcript")
-    hyps = transcribe(lm, units, num_beams, batch_size, max_new_tokens)
+    hyps = transcribe(lm, units, num_beams, batch_size, max_new_tokens, no_repeat_ngram_size)
     refs = [normalize_text(texts[u.utt_id]) for u in units]
     return ASRResult(
         wer=float(jiwer.wer(refs, hyps)), cer=float(jiwer.cer(refs, hyps)), n_utterances=len(units),
