@@ -7,7 +7,8 @@ Proxies come from OUT/eval/NAME/metrics.json (its one dataset, the corpus test s
 from the last validation in OUT/lm/NAME/train_log.jsonl: zero-shot lexical and syntactic accuracy
 and the dev NLL per second of speech (mean NLL per token x dev tokens / dev seconds, lower is
 better); where `scripts/proxy_downstream.sh asr` ran, unit-LM ASR: the fine-tuning's last dev
-NLL per character (OUT/asr/NAME/train_log.jsonl) and the test CER (OUT/asr/NAME/test.json); where
+NLL per character (OUT/asr/NAME/train_log.jsonl; its curve in a table of its own) and the test CER
+and WER (OUT/asr/NAME/test.json); where
 `scripts/proxy_downstream.sh resynthesis` ran, resynthesis dWER on librivox-aligned and test-other
 (OUT/resynth/eval/NAME/metrics.json). A score a tokenizer lacks is left out of its pairs (n).
 One point per tokenizer; lower-is-better metrics are negated, so a positive r means the proxy
@@ -36,6 +37,7 @@ PROXIES = {  # metric: (label, lower is better)
 SCORES = {"lexical_acc": ("lexical acc.", False), "syntactic_acc": ("syntactic acc.", False),
           "dev_nll_per_second": ("dev NLL / s", True),
           "asr_dev_nll_per_char": ("ASR dev NLL / char", True), "asr_cer": ("ASR CER", True),
+          "asr_wer": ("ASR WER", True),
           "dwer_librivox": ("resynthesis dWER librivox", True),
           "dwer_test_other": ("resynthesis dWER test-other", True)}
 
@@ -44,9 +46,14 @@ def fmt(v, digits: int = 3) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}g}"
 
 
+def validations(log: Path) -> list[dict]:
+    """The records of a training log (train_log.jsonl) that hold a validation, in order."""
+    return [r for r in map(json.loads, log.read_text().splitlines()) if "valid_nll" in r]
+
+
 def last_validation(log: Path) -> dict | None:
-    """The last record of a training log (train_log.jsonl) that holds a validation, or None."""
-    valid = [r for r in map(json.loads, log.read_text().splitlines()) if "valid_nll" in r]
+    """The last record of a training log that holds a validation, or None."""
+    valid = validations(log)
     return valid[-1] if valid else None
 
 
@@ -59,7 +66,21 @@ def asr_scores(out: Path, name: str) -> dict[str, float]:
     v = last_validation(log)
     if v is None:  # a fine-tuning that never reached a validation has no dev score to give
         return {}
-    return {"asr_dev_nll_per_char": v["valid_nll"], "asr_cer": json.loads(test.read_text())["cer"]}
+    result = json.loads(test.read_text())
+    return {"asr_dev_nll_per_char": v["valid_nll"], "asr_cer": result["cer"], "asr_wer": result["wer"]}
+
+
+def print_asr_curves(out: Path, names: list[str]) -> None:
+    """The ASR fine-tuning's dev NLL per character at every validation step, one row per tokenizer."""
+    curves = {n: {r["step"]: r["valid_nll"] for r in validations(out / "asr" / n / "train_log.jsonl")}
+              for n in names if (out / "asr" / n / "train_log.jsonl").is_file()}
+    steps = sorted({s for c in curves.values() for s in c})
+    if not steps:
+        return
+    print("\n| ASR dev NLL / char at step | " + " | ".join(map(str, steps)) + " |")
+    print("|---|" + "---|" * len(steps))
+    for n, c in curves.items():
+        print(f"| {n} | " + " | ".join(fmt(c.get(s)) for s in steps) + " |")
 
 
 def resynthesis_scores(out: Path, name: str) -> dict[str, float]:
@@ -105,6 +126,7 @@ def main(out: Path, dev: Path) -> None:
             lo, hi = corr.interval(p, s)
             cells.append(f"{fmt(corr.get(p, s), 2)} [{fmt(lo, 2)}, {fmt(hi, 2)}] ({corr.n[corr.metrics.index(p)][corr.metrics.index(s)]})")
         print(f"| {lab} | " + " | ".join(cells) + " |")
+    print_asr_curves(out, list(table))
     (out / "proxy_study.json").write_text(json.dumps({"table": table, "lm_steps": steps,
                                                       "correlation": corr.to_dict()}, indent=2) + "\n")
 

@@ -49,6 +49,7 @@ def test_table_adds_unit_lm_asr_and_resynthesis_and_correlates_them(tmp_path):
     out = json.loads((tmp_path / "study" / "proxy_study.json").read_text())
     row = out["table"]["tok2"]
     assert row["asr_cer"] == 0.2 and row["asr_dev_nll_per_char"] == 3.0  # the last validation, not the first
+    assert row["asr_wer"] == 0.9
     assert row["dwer_test_other"] == 0.5 and row["dwer_librivox"] == 0.25
     assert row["dev_nll_per_second"] == 4.0 * 100 / 10
     assert "dwer_test_other" not in out["table"]["tok3"]
@@ -63,3 +64,5 @@ def test_table_adds_unit_lm_asr_and_resynthesis_and_correlates_them(tmp_path):
     r_dwer, n_dwer = at("pnmi", "dwer_test_other")
     assert abs(r_dwer - 1.0) < 1e-9 and n_dwer == 3  # higher PNMI, lower dWER: agreement; tok3 has no vocoder
     assert "ASR CER" in r.stdout and "resynthesis dWER test-other" in r.stdout
+    curve = r.stdout.split("| ASR dev NLL / char at step | 50 | 100 |\n|---|---|---|\n")[1].splitlines()
+    assert curve[:4] == ["| tok0 | 5 | 1.5 |", "| tok1 | 5 | 1.9 |", "| tok2 | 5 | 3 |", "| tok3 | 5 | 5 |"]
