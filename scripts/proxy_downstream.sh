@@ -14,6 +14,7 @@
 # scripts/proxy_study_table.py then adds these scores to the proxy correlations. Resumes (a
 # training from its checkpoint, a scored tokenizer skipped); one thread per job. Several copies
 # share the work through atomic claims (STUDY/claims_KIND/NAME), as proxy_study.sh does.
+# Env: SU (the speechunits command), DEVICE (cpu; cuda on a GPU machine: training and decoding).
 set -euo pipefail
 usage() {
   echo "usage: bash scripts/proxy_downstream.sh asr|resynthesis STUDY CORPUS_DIR|TRAIN_AUDIO STEPS NAME=TOKENIZER_DIR..." >&2
@@ -22,7 +23,7 @@ usage() {
 case ${1:-} in asr | resynthesis) [ $# -ge 5 ] || usage ;; *) usage ;; esac
 KIND=$1; OUT=$2; SRC=$3; STEPS=$4; shift 4
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SU=${SU:-$ROOT/.venv/bin/speechunits}
+SU=${SU:-$ROOT/.venv/bin/speechunits}; DEVICE=${DEVICE:-cpu}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 
 asr() {  # NAME TOKENIZER: fine-tune the unit LM for ASR and decode the test split
@@ -39,10 +40,11 @@ asr() {  # NAME TOKENIZER: fine-tune the unit LM for ASR and decode the test spl
     echo "[$(date +%T)] asr-train $name" >&2
     "$SU" lm asr-train --units "$u/train.jsonl" --text "$text" --valid "$u/dev.jsonl" --model "$OUT/lm/$name" \
       --out "$a" --steps "$STEPS" --batch-tokens 4096 --max-len 1024 --lr 5e-4 --eval-every 50 --save-every 50 \
-      --no-progress > "$a.log" 2>&1
+      --device "$DEVICE" --no-progress > "$a.log" 2>&1
   fi
   echo "[$(date +%T)] asr-eval $name" >&2
-  "$SU" lm asr-eval --model "$a" --units "$u/test.jsonl" --text "$SRC/test.jsonl" --beams 1 --json "$a/test.json.tmp" \
+  "$SU" lm asr-eval --model "$a" --units "$u/test.jsonl" --text "$SRC/test.jsonl" --beams 1 --device "$DEVICE" \
+    --json "$a/test.json.tmp" \
     > "$a.eval.log" 2>&1
   mv "$a/test.json.tmp" "$a/test.json"
 }
@@ -52,7 +54,8 @@ resynthesis() {  # NAME TOKENIZER: train the tokenizer's vocoder and score its r
   mkdir -p "$OUT/voc"
   if [ ! -f "$v/model.safetensors" ]; then
     echo "[$(date +%T)] vocoder $name" >&2
-    "$SU" vocoder train "$SRC" --tokenizer "$tok" --out "$v" --steps "$STEPS" --no-progress > "$v.log" 2>&1
+    "$SU" vocoder train "$SRC" --tokenizer "$tok" --out "$v" --steps "$STEPS" --device "$DEVICE" \
+      --no-progress > "$v.log" 2>&1
   fi
   echo "[$(date +%T)] resynthesis $name" >&2
   bash "$ROOT/scripts/vocoder_results.sh" "$OUT/resynth" "$name=$v:$tok" > /dev/null
