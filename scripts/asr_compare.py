@@ -11,13 +11,9 @@ from __future__ import annotations
 import json
 import sys
 
-import jiwer
 import numpy as np
 
-
-def edits(ref: str, hyp: str, words: bool) -> int:
-    o = (jiwer.process_words if words else jiwer.process_characters)(ref, hyp)
-    return o.substitutions + o.deletions + o.insertions
+from speechunits.metrics.intelligibility import error_counts
 
 
 def compare(a: dict, b: dict, resamples: int = 5000, seed: int = 0) -> dict:
@@ -28,12 +24,11 @@ def compare(a: dict, b: dict, resamples: int = 5000, seed: int = 0) -> dict:
         raise ValueError("the two decodes share no utterance")
     idx = np.random.default_rng(seed).integers(0, len(ids), (resamples, len(ids)))
     out: dict = {"utterances": len(ids)}
-    for unit, words in (("cer", False), ("wer", True)):
-        n = np.array([len(ua[i]["ref"].split() if words else ua[i]["ref"]) for i in ids], dtype=float)
-        ea = np.array([edits(ua[i]["ref"], ua[i]["hyp"], words) for i in ids], dtype=float)
-        eb = np.array([edits(ub[i]["ref"], ub[i]["hyp"], words) for i in ids], dtype=float)
+    for rate, unit in (("cer", "char"), ("wer", "word")):
+        ea, n = np.array([error_counts(ua[i]["ref"], ua[i]["hyp"], unit) for i in ids], dtype=float).T
+        eb = np.array([error_counts(ub[i]["ref"], ub[i]["hyp"], unit)[0] for i in ids], dtype=float)
         diff = (eb[idx].sum(1) - ea[idx].sum(1)) / n[idx].sum(1)
-        out[unit] = {"a": ea.sum() / n.sum(), "b": eb.sum() / n.sum(), "b_minus_a": (eb.sum() - ea.sum()) / n.sum(),
+        out[rate] = {"a": ea.sum() / n.sum(), "b": eb.sum() / n.sum(), "b_minus_a": (eb.sum() - ea.sum()) / n.sum(),
                      "ci95": [float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))]}
     return out
 
