@@ -6,6 +6,8 @@ for SmolLM2 through the same loading path; the real SmolLM2 GGUF test is marked 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -184,3 +186,58 @@ def test_noisy_new_rows_are_distinct_seeded_and_centred_on_the_mean(tmp_path, ti
     # centred on the mean with the old rows' per-dimension spread (202 rows: loose bounds)
     assert (a.mean(0) - old.mean(0)).abs().max() < 0.5 * old.std(0).max()
     torch.testing.assert_close(a.std(0).mean(), old.std(0).mean(), rtol=0.2, atol=0)
+
+
+def test_new_rows_lr_moves_the_unit_rows_faster_on_their_own_schedule(tmp_path):
+    """``new_rows_lr`` gives the unit rows their own Adam group (no weight decay, the same warm-up
+    and cosine shape); LoRA still moves at ``lr``. Without it the groups are as before."""
+    from speechunits.lm.train import _optimizer
+
+    make_text_llm(tmp_path / "llm", tied=True)
+
+    def run(new_rows_lr, out):
+        lm = create_lm(str(tmp_path / "llm"), k=K, seed=0, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+        delta = lm.model.get_input_embeddings().token_adapter.trainable_tokens_delta["default"]
+        lora = next(p for n, p in lm.model.named_parameters() if "lora_B" in n)
+        start = delta.detach().clone()  # peft holds the rows' values (the mean here), not a difference
+        cfg = TrainConfig(steps=4, batch_tokens=64, max_len=32, lr=1e-3, new_rows_lr=new_rows_lr, seed=0,
+                          warmup_steps=1, progress=False)
+        groups = _optimizer(lm.model, cfg.resolved(lm.kind)).param_groups
+        train(lm, lm_examples(lm, units(20, 0)), out, cfg)
+        return groups, (delta.detach() - start).abs().max().item(), lora.detach().abs().max().item()
+
+    plain_groups, plain_rows, plain_lora = run(None, tmp_path / "a")
+    fast_groups, fast_rows, fast_lora = run(3e-2, tmp_path / "b")
+    assert len(plain_groups) == 2 and len(fast_groups) == 3
+    assert fast_groups[2]["lr_scale"] == pytest.approx(30.0) and fast_groups[2]["weight_decay"] == 0.0
+    # Adam moves each element by about the learning rate per step: ~4 x 1e-3 against ~4 x 3e-2
+    assert plain_rows < 5e-3 and fast_rows > 5 * plain_rows
+    assert fast_lora < 5e-3  # LoRA B (zero at the start) stays on the LoRA rate
+    log = [json.loads(line) for line in open(tmp_path / "b" / "train_log.jsonl")]
+    assert [r["lr"] for r in log if "lr" in r][0] == pytest.approx(1e-3)  # the logged rate is the base rate
+
+
+def test_new_rows_lr_needs_a_text_llm_and_is_part_of_resume(tmp_path):
+    lm = create_lm("unit-lm:tiny", k=K, seed=0)
+    cfg = TrainConfig(steps=2, batch_tokens=64, max_len=32, new_rows_lr=1e-2, progress=False)
+    with pytest.raises(ValueError, match="new_rows_lr is for the unit rows added to a text LLM"):
+        train(lm, lm_examples(lm, units(10, 0)), tmp_path / "u", cfg)
+    make_text_llm(tmp_path / "llm", tied=True)
+    llm = create_lm(str(tmp_path / "llm"), k=K, seed=0, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    train(llm, lm_examples(llm, units(10, 0)), tmp_path / "o", cfg)
+    again = create_lm(str(tmp_path / "llm"), k=K, seed=0, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    with pytest.raises(ValueError, match=r"new_rows_lr: 0\.01 -> 0\.02"):
+        train(again, lm_examples(again, units(10, 0)), tmp_path / "o",
+              TrainConfig(steps=2, batch_tokens=64, max_len=32, new_rows_lr=2e-2, progress=False))
+
+
+def test_create_lm_new_rows_noise_starts_the_unit_rows_apart(tmp_path):
+    make_text_llm(tmp_path / "llm", tied=True)
+
+    def rows(noise):
+        lm = create_lm(str(tmp_path / "llm"), k=K, seed=0, lora_r=4, lora_alpha=8, new_rows_noise=noise)
+        w = lm.model.get_input_embeddings().token_adapter.base_layer.weight
+        return w[lm.unit_ids].detach()
+
+    assert torch.cdist(rows(0.0), rows(0.0)).max() == 0  # all at the mean
+    assert torch.cdist(rows(1.0), rows(1.0)).add(torch.eye(K) * 1e9).min() > 0.1

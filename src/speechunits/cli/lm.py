@@ -35,6 +35,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dedup", action="store_true", help="keep frame-level units (default: de-duplicate)")
     p.add_argument("--lora-r", type=int, default=64)
     p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument("--new-rows-lr", type=float, default=None,
+                   help="text LLM: peak learning rate of the embedding rows added for the units (default: --lr)")
+    p.add_argument("--new-rows-noise", type=float, default=0.0,
+                   help="text LLM: start the unit rows at the mean text embedding plus this many of its "
+                        "per-dimension standard deviations of seeded noise (default 0: all at the mean)")
     p.add_argument("--allow-download", action="store_true", help="let a hub model name be downloaded")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (default: at the end)")
@@ -113,10 +118,11 @@ def _train_common(args: argparse.Namespace, make_examples) -> int:
     if k is None and not is_lm_dir(args.model):
         k = max(units_vocab_size(args.units, units), units_vocab_size(args.valid, valid) if valid else 1)
     lm = create_lm(args.model, k=k or 1, seed=args.seed, dedup=not args.no_dedup, lora_r=args.lora_r,
-                   lora_alpha=args.lora_alpha, allow_download=args.allow_download)
+                   lora_alpha=args.lora_alpha, allow_download=args.allow_download,
+                   new_rows_noise=args.new_rows_noise)
     config = TrainConfig(
         steps=args.steps, batch_tokens=args.batch_tokens, max_len=args.max_len, grad_accum=args.grad_accum,
-        lr=args.lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, pack=not args.no_pack,
+        lr=args.lr, new_rows_lr=args.new_rows_lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, pack=not args.no_pack,
         seed=args.seed, log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
         keep_best=args.keep_best, device=args.device, progress=not args.no_progress)
     result = train(lm, make_examples(lm, units), args.out, config,

@@ -203,13 +203,15 @@ def is_lm_dir(path: str | Path) -> bool:
 
 def create_lm(spec: str, k: int, seed: int = 0, chars: str | None = DEFAULT_CHARS,
               dedup: bool = True, lora_r: int = 64, lora_alpha: int = 16,
-              lora_dropout: float = 0.05, allow_download: bool = False,
+              lora_dropout: float = 0.05, allow_download: bool = False, new_rows_noise: float = 0.0,
               **unit_lm_overrides: Any) -> SpeechLM:
     """A model to train on units of vocabulary ``k``.
 
     ``spec``: ``"unit-lm:tiny|small|base"`` (from scratch), a speechunits LM directory (continue
     training it), or a text LLM for continual pre-training: ``"smollm2"``, a ``.gguf`` file, an
-    HF model directory or a hub name (expanded with unit tokens, LoRA ``lora_r``/``lora_alpha``).
+    HF model directory or a hub name (expanded with unit tokens, LoRA ``lora_r``/``lora_alpha``;
+    the new rows start at the mean text embedding plus ``new_rows_noise`` x its per-dimension
+    spread of seeded noise, see :func:`~speechunits.lm.llm.expand_vocab`).
     """
     if spec.startswith("unit-lm"):
         from .unit_lm import build_unit_lm
@@ -227,7 +229,7 @@ def create_lm(spec: str, k: int, seed: int = 0, chars: str | None = DEFAULT_CHAR
     model, tok, source = load_text_lm(spec, allow_download=allow_download)
     if vocab_k(tok):
         raise ValueError(f"{spec} already has unit tokens; give its speechunits LM directory instead")
-    ex = expand_vocab(model, tok, k)
+    ex = expand_vocab(model, tok, k, noise=new_rows_noise, seed=seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # LoRA A matrices are random: seed them
         model = add_lora(model, ex.new_token_ids, r=lora_r, alpha=lora_alpha, dropout=lora_dropout)

@@ -57,13 +57,17 @@ from .packing import Example, collate, plan_batches, split_long, token_nll, veri
 log = logging.getLogger(__name__)
 
 # Settings a resumed run must share with the checkpoint, or its loss curve would differ.
-_RESUME_KEYS = ("steps", "batch_tokens", "max_len", "global_accum", "lr", "warmup_steps", "min_lr_ratio",
-                "weight_decay", "betas", "max_grad_norm", "pack", "seed")
+_RESUME_KEYS = ("steps", "batch_tokens", "max_len", "global_accum", "lr", "new_rows_lr", "warmup_steps",
+                "min_lr_ratio", "weight_decay", "betas", "max_grad_norm", "pack", "seed")
+# peft's name for the trainable rows added to a text LLM's embedding for the units
+NEW_ROWS_PARAM = "trainable_tokens_delta"
 
 
 @dataclass
 class TrainConfig:
     """Training settings. ``lr=None``: 5e-4 for a unit LM from scratch, 2e-4 for LoRA.
+    ``new_rows_lr``: peak learning rate of the embedding rows a text LLM gets for the units (peft's
+    trainable tokens; no weight decay), on the same schedule; ``None``: ``lr``.
     ``warmup_steps=None``: 5% of ``steps``. ``batch_tokens`` counts the tokens of one micro-batch
     (packed: ``batch_tokens // max_len`` rows of ``max_len``)."""
 
@@ -72,6 +76,7 @@ class TrainConfig:
     max_len: int = 1024
     grad_accum: int = 1
     lr: float | None = None
+    new_rows_lr: float | None = None
     warmup_steps: int | None = None
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
@@ -144,9 +149,21 @@ def _optimizer(model: torch.nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
     params = trainable_parameters(model)
     if not params:
         raise ValueError("the model has no trainable parameters")
-    decay = [p for _, p in params if p.ndim >= 2]  # no decay on norms and biases
-    rest = [p for _, p in params if p.ndim < 2]
+    # with new_rows_lr the unit rows get a group of their own (without it the groups are as before
+    # the option existed, so older checkpoints resume)
+    own = c.new_rows_lr is not None
+    rows = [p for n, p in params if own and NEW_ROWS_PARAM in n]
+    others = [(n, p) for n, p in params if not (own and NEW_ROWS_PARAM in n)]
+    decay = [p for _, p in others if p.ndim >= 2]  # no decay on norms and biases
+    rest = [p for _, p in others if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": c.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    if own and not rows:
+        raise ValueError("new_rows_lr is for the unit rows added to a text LLM; this model has none")
+    if rows:
+        # The unit rows start as copies of the mean text embedding; at a LoRA learning rate Adam moves
+        # them ~lr per step against a per-dimension spread of ~0.1 (SmolLM2), so they stay nearly
+        # alike, and the NLL near ln k, for hundreds of steps unless they get their own rate.
+        groups.append({"params": rows, "weight_decay": 0.0, "lr_scale": c.new_rows_lr / c.lr})
     return torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, eps=1e-8)
 
 
@@ -261,7 +278,7 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
     while step < c.steps:
         lr = lr_at(step, c)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         micro = [stream.next() for _ in range(c.grad_accum * w.size)]  # the whole step, planned alike everywhere
         n_targets = sum(b.n_targets for b in micro)
         loss_sum = torch.zeros(1, dtype=torch.float64)
