@@ -68,7 +68,7 @@ def test_expansion_keeps_text_logits_and_trains_only_new_rows(tmp_path, tied):
     with torch.no_grad():
         before = base(text).logits
 
-    lm = create_lm(str(tmp_path / "llm"), k=K, seed=0, lora_r=4, lora_alpha=8)
+    lm = create_lm(str(tmp_path / "llm"), k=K, seed=0, lora_r=4, lora_alpha=8, new_rows_noise=0.0)
     assert lm.kind == "llm" and lm.source["type"] == "dir"
     lm.model.eval()
     with torch.no_grad():
@@ -189,9 +189,9 @@ def test_noisy_new_rows_are_distinct_seeded_and_centred_on_the_mean(tmp_path, ti
 
 
 def test_new_rows_lr_moves_the_unit_rows_faster_on_their_own_schedule(tmp_path):
-    """``new_rows_lr`` gives the unit rows their own Adam group (no weight decay, the same warm-up
-    and cosine shape); LoRA still moves at ``lr``. Without it the groups are as before."""
-    from speechunits.lm.train import _optimizer
+    """The unit rows have their own Adam group (no weight decay, the same warm-up and cosine shape):
+    ``new_rows_lr`` (default 25 x ``lr``) moves them, while LoRA moves at ``lr``."""
+    from speechunits.lm.train import NEW_ROWS_LR_FACTOR, _optimizer
 
     make_text_llm(tmp_path / "llm", tied=True)
 
@@ -199,22 +199,24 @@ def test_new_rows_lr_moves_the_unit_rows_faster_on_their_own_schedule(tmp_path):
         lm = create_lm(str(tmp_path / "llm"), k=K, seed=0, lora_r=4, lora_alpha=8, lora_dropout=0.0)
         delta = lm.model.get_input_embeddings().token_adapter.trainable_tokens_delta["default"]
         lora = next(p for n, p in lm.model.named_parameters() if "lora_B" in n)
-        start = delta.detach().clone()  # peft holds the rows' values (the mean here), not a difference
+        start = delta.detach().clone()  # peft holds the rows' values (mean + noise here), not a difference
         cfg = TrainConfig(steps=4, batch_tokens=64, max_len=32, lr=1e-3, new_rows_lr=new_rows_lr, seed=0,
                           warmup_steps=1, progress=False)
         groups = _optimizer(lm.model, cfg.resolved(lm.kind)).param_groups
         train(lm, lm_examples(lm, units(20, 0)), out, cfg)
         return groups, (delta.detach() - start).abs().max().item(), lora.detach().abs().max().item()
 
-    plain_groups, plain_rows, plain_lora = run(None, tmp_path / "a")
-    fast_groups, fast_rows, fast_lora = run(3e-2, tmp_path / "b")
-    assert len(plain_groups) == 2 and len(fast_groups) == 3
-    assert fast_groups[2]["lr_scale"] == pytest.approx(30.0) and fast_groups[2]["weight_decay"] == 0.0
-    # Adam moves each element by about the learning rate per step: ~4 x 1e-3 against ~4 x 3e-2
-    assert plain_rows < 5e-3 and fast_rows > 5 * plain_rows
-    assert fast_lora < 5e-3  # LoRA B (zero at the start) stays on the LoRA rate
+    slow_groups, slow_rows, slow_lora = run(1e-3, tmp_path / "a")
+    fast_groups, fast_rows, fast_lora = run(None, tmp_path / "b")
+    assert slow_groups[2]["lr_scale"] == 1.0 and fast_groups[2]["lr_scale"] == NEW_ROWS_LR_FACTOR == 25.0
+    assert fast_groups[2]["weight_decay"] == 0.0 and fast_groups[0]["weight_decay"] == 0.01
+    # Adam moves each element by about the learning rate per step: ~4 x 1e-3 against ~4 x 2.5e-2
+    assert slow_rows < 5e-3 and fast_rows > 5 * slow_rows
+    assert max(slow_lora, fast_lora) < 5e-3  # LoRA B (zero at the start) stays on the LoRA rate
     log = [json.loads(line) for line in open(tmp_path / "b" / "train_log.jsonl")]
     assert [r["lr"] for r in log if "lr" in r][0] == pytest.approx(1e-3)  # the logged rate is the base rate
+    saved = json.loads((tmp_path / "b" / "train_config.json").read_text())["config"]
+    assert saved["new_rows_lr"] == pytest.approx(2.5e-2)  # the resolved default is recorded
 
 
 def test_new_rows_lr_needs_a_text_llm_and_is_part_of_resume(tmp_path):
@@ -240,4 +242,7 @@ def test_create_lm_new_rows_noise_starts_the_unit_rows_apart(tmp_path):
         return w[lm.unit_ids].detach()
 
     assert torch.cdist(rows(0.0), rows(0.0)).max() == 0  # all at the mean
-    assert torch.cdist(rows(1.0), rows(1.0)).add(torch.eye(K) * 1e9).min() > 0.1
+    apart = rows(1.0)
+    assert torch.cdist(apart, apart).add(torch.eye(K) * 1e9).min() > 0.1
+    lm = create_lm(str(tmp_path / "llm"), k=K, seed=0, lora_r=4, lora_alpha=8)  # the default: apart
+    assert torch.equal(lm.model.get_input_embeddings().token_adapter.base_layer.weight[lm.unit_ids], apart)

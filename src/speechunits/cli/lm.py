@@ -36,10 +36,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lora-r", type=int, default=64)
     p.add_argument("--lora-alpha", type=int, default=16)
     p.add_argument("--new-rows-lr", type=float, default=None,
-                   help="text LLM: peak learning rate of the embedding rows added for the units (default: --lr)")
-    p.add_argument("--new-rows-noise", type=float, default=0.0,
+                   help="text LLM: peak learning rate of the embedding rows added for the units, on the "
+                        "same schedule (default 25 x --lr: at --lr they barely move for hundreds of steps)")
+    p.add_argument("--new-rows-noise", type=float, default=1.0,
                    help="text LLM: start the unit rows at the mean text embedding plus this many of its "
-                        "per-dimension standard deviations of seeded noise (default 0: all at the mean)")
+                        "per-dimension standard deviations of seeded noise (default 1; 0: all at the mean)")
     p.add_argument("--allow-download", action="store_true", help="let a hub model name be downloaded")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (default: at the end)")

@@ -203,7 +203,7 @@ def is_lm_dir(path: str | Path) -> bool:
 
 def create_lm(spec: str, k: int, seed: int = 0, chars: str | None = DEFAULT_CHARS,
               dedup: bool = True, lora_r: int = 64, lora_alpha: int = 16,
-              lora_dropout: float = 0.05, allow_download: bool = False, new_rows_noise: float = 0.0,
+              lora_dropout: float = 0.05, allow_download: bool = False, new_rows_noise: float = 1.0,
               **unit_lm_overrides: Any) -> SpeechLM:
     """A model to train on units of vocabulary ``k``.
 
@@ -211,7 +211,8 @@ def create_lm(spec: str, k: int, seed: int = 0, chars: str | None = DEFAULT_CHAR
     training it), or a text LLM for continual pre-training: ``"smollm2"``, a ``.gguf`` file, an
     HF model directory or a hub name (expanded with unit tokens, LoRA ``lora_r``/``lora_alpha``;
     the new rows start at the mean text embedding plus ``new_rows_noise`` x its per-dimension
-    spread of seeded noise, see :func:`~speechunits.lm.llm.expand_vocab`).
+    spread of seeded noise, so they differ from the first step; see
+    :func:`~speechunits.lm.llm.expand_vocab`).
     """
     if spec.startswith("unit-lm"):
         from .unit_lm import build_unit_lm
