@@ -11,7 +11,7 @@ import pytest
 
 from speechunits.tokens import Units, dedup, dedup_ids, expand, expand_ids
 
-MODULES = ["", ".units", ".dedup", ".bpe", ".distance", ".streaming", ".io", ".writer"]
+MODULES = ["", ".units", ".dedup", ".bpe", ".distance", ".streaming", ".io", ".sidecar", ".writer"]
 
 
 @pytest.mark.parametrize("name", MODULES)
