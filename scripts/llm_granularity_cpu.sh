@@ -16,9 +16,10 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 SU=".venv/bin/speechunits"
 mkdir -p "$O"
-for s in dev test; do  # the first 40 utterances, with their tokenizer sidecar
-  head -40 $G/k$K/$s.jsonl > $G/k$K/${s}40.jsonl
+for s in dev test; do  # the first 40 utterances, with their tokenizer sidecar (once: runs side by side share them)
+  [[ -f $G/k$K/${s}40.jsonl ]] && continue
   cp $G/k$K/$s.jsonl.config.json $G/k$K/${s}40.jsonl.config.json
+  head -40 $G/k$K/$s.jsonl > $G/k$K/${s}40.jsonl.tmp && mv $G/k$K/${s}40.jsonl.tmp $G/k$K/${s}40.jsonl
 done
 $SU lm train --units $G/k$K/train.jsonl --valid $G/k$K/dev40.jsonl --model ${MODEL:-smollm2} --lora-r 64 --out $O/$N \
   --steps $S --batch-tokens 1024 --max-len 1024 --eval-every $(( S / 4 )) --save-every 10 --log-every 1 --no-progress "$@"
