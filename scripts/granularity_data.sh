@@ -5,7 +5,7 @@
 # k = 500 was), and every split and pair set tokenized, de-duplicated, at k = 125, 500 (the default
 # tokenizer) and 2000: OUT/gran/k{125,500,2000}/{train,dev,test,pairs.lexical,pairs.syntactic}.jsonl
 # and OUT/gran/gold/{lexical,syntactic}.csv, the layout scripts/gpu_llm_granularity.sh and
-# scripts/llm_granularity_cpu.sh read. One thread; about 12 minutes here. Resumes: done steps are skipped.
+# scripts/llm_granularity_cpu.sh read. One thread; 23 minutes here, partly beside two other jobs. Resumes: done steps are skipped.
 #   bash scripts/granularity_data.sh OUT
 set -euo pipefail
 O=${1:?usage: granularity_data.sh OUT}
