@@ -246,3 +246,25 @@ def test_create_lm_new_rows_noise_starts_the_unit_rows_apart(tmp_path):
     assert torch.cdist(apart, apart).add(torch.eye(K) * 1e9).min() > 0.1
     lm = create_lm(str(tmp_path / "llm"), k=K, seed=0, lora_r=4, lora_alpha=8)  # the default: apart
     assert torch.equal(lm.model.get_input_embeddings().token_adapter.base_layer.weight[lm.unit_ids], apart)
+
+
+def test_cli_lm_train_passes_the_new_rows_settings(tmp_path, capsys):
+    """`lm train --new-rows-lr/--new-rows-noise` reach the model and the recorded config; the
+    defaults (25 x lr, noise 1) when absent."""
+    from speechunits.cli import main
+    from speechunits.tokens import write_jsonl
+
+    make_text_llm(tmp_path / "llm", tied=True)
+    write_jsonl(tmp_path / "u.jsonl", units(20, 0), {"frame_rate": 50.0, "k": K})
+    common = ["lm", "train", "--units", str(tmp_path / "u.jsonl"), "--model", str(tmp_path / "llm"), "--steps", "2",
+              "--batch-tokens", "64", "--max-len", "32", "--lr", "1e-3", "--lora-r", "4", "--no-progress"]
+    assert main(common + ["--out", str(tmp_path / "a"), "--new-rows-lr", "7e-3", "--new-rows-noise", "0"]) == 0
+    assert main(common + ["--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    cfg = {n: json.loads((tmp_path / n / "train_config.json").read_text())["config"] for n in "ab"}
+    assert cfg["a"]["new_rows_lr"] == pytest.approx(7e-3) and cfg["b"]["new_rows_lr"] == pytest.approx(2.5e-2)
+    rows = {n: SpeechLM.load(tmp_path / n) for n in "ab"}
+    seen = {n: lm.model.get_input_embeddings()(torch.as_tensor(lm.unit_ids)).detach() for n, lm in rows.items()}
+    spread = {n: torch.cdist(v, v).max().item() for n, v in seen.items()}
+    # noise 0: the rows start equal and 2 small steps keep them close (0.06); noise 1 starts them apart (0.39)
+    assert spread["b"] > 3 * spread["a"] > 0

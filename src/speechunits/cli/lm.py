@@ -123,7 +123,8 @@ def _train_common(args: argparse.Namespace, make_examples) -> int:
                    new_rows_noise=args.new_rows_noise)
     config = TrainConfig(
         steps=args.steps, batch_tokens=args.batch_tokens, max_len=args.max_len, grad_accum=args.grad_accum,
-        lr=args.lr, new_rows_lr=args.new_rows_lr, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay, pack=not args.no_pack,
+        lr=args.lr, new_rows_lr=args.new_rows_lr, warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay, pack=not args.no_pack,
         seed=args.seed, log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
         keep_best=args.keep_best, device=args.device, progress=not args.no_progress)
     result = train(lm, make_examples(lm, units), args.out, config,
