@@ -4,10 +4,10 @@
 # de-duplicated units at vocabulary K (STEPS x 1,024 tokens, dev NLL on the first 40 dev utterances
 # every STEPS/4 steps, a checkpoint every 10 steps: re-running resumes), then NLL per token and per
 # second on the first 40 test utterances and zero-shot accuracy on the 1,000 lexical and 1,000
-# syntactic pairs. About 42 tokens/s on one thread here: 120 steps take 50 minutes, the pair scoring
-# about 25 more. Run one per core. More args go to `lm train` (e.g. --new-rows-lr 2e-4
+# syntactic pairs. 64-71 tokens/s median on one thread here, two runs side by side: 120 steps took
+# 35-41 minutes, the pair scoring about 15 more. Run one per core. More args go to `lm train` (e.g. --new-rows-lr 2e-4
 # --new-rows-noise 0 for the recipe before the unit rows had their own rate). MODEL=unit-lm:small
-# (with --lr 1e-3) trains the from-scratch unit LM on the same tokens instead (about 1,300 tokens/s).
+# (with --lr 1e-3) trains the from-scratch unit LM on the same tokens instead (725 tokens/s median here).
 #   [MODEL=smollm2] bash scripts/llm_granularity_cpu.sh GRAN OUT NAME K STEPS [lm-train args]
 # GRAN: the gran/ folder of scripts/granularity_data.sh.
 set -euo pipefail
