@@ -70,6 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_train_args(a)
     a.add_argument("--text", required=True, help="transcripts: JSONL {id, text} or 'id text' lines")
     a.add_argument("--valid", default=None, help="validation units file (transcripts from --text)")
+    a.add_argument("--ctc-weight", type=float, default=0.0, metavar="W",
+                   help="hybrid CTC/attention: loss (1-W) NLL + W CTC, the CTC on the LM's own head at the "
+                        "unit positions (unit LMs; ESPnet uses 0.3; default 0: off)")
+    a.add_argument("--eval-cer", type=int, default=0, metavar="N",
+                   help="at every validation, greedy-decode the first N --valid utterances and log "
+                        "valid_cer (and valid_cer_ctc with --ctc-weight) in train_log.jsonl (default 0: off)")
     a.set_defaults(func=run_asr_train)
 
     for name, helptext, func in (("eval", "NLL per token / per second of a units file", run_eval),
@@ -90,6 +96,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "asr-eval":
             e.add_argument("--text", required=True, help="reference transcripts")
             e.add_argument("--beams", type=int, default=5)
+            e.add_argument("--decoder", choices=("attention", "ctc", "joint"), default="attention",
+                           help="attention: beam search after <|asr|> (default); ctc: greedy CTC at the unit "
+                                "positions (a model fine-tuned with --ctc-weight); joint: beam search on "
+                                "attention and CTC prefix scores (weight --ctc-weight)")
+            e.add_argument("--ctc-weight", type=float, default=0.3, metavar="W",
+                           help="--decoder joint: score (1-W) attention + W CTC prefix (default 0.3)")
             e.add_argument("--batch-size", type=int, default=8)
             e.add_argument("--no-repeat-ngram-size", type=int, default=0, metavar="N",
                            help="forbid any N transcript tokens (characters for a unit LM) from repeating "
@@ -108,11 +120,11 @@ def _print(result: dict, path: str | None, details: dict | None = None) -> None:
         atomic_write_text(path, json.dumps({**result, **(details or {})}, indent=2) + "\n")
 
 
-def _train_common(args: argparse.Namespace, make_examples) -> int:
+def _train_common(args: argparse.Namespace, make_examples, evaluate=None) -> int:
     from speechunits.lm import TrainConfig, create_lm, read_units, train, units_vocab_size
     from speechunits.lm.speech_lm import is_lm_dir
 
-    evaluate = _pair_sets(getattr(args, "pairs", []), args.batch_tokens)  # a bad spec fails before training
+    evaluate = evaluate or _pair_sets(getattr(args, "pairs", []), args.batch_tokens)  # a bad spec fails before training
     units = read_units(args.units)
     valid = read_units(args.valid) if args.valid else []
     k = args.k
@@ -126,7 +138,8 @@ def _train_common(args: argparse.Namespace, make_examples) -> int:
         lr=args.lr, new_rows_lr=args.new_rows_lr, warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay, pack=not args.no_pack,
         seed=args.seed, log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
-        keep_best=args.keep_best, device=args.device, progress=not args.no_progress)
+        keep_best=args.keep_best, device=args.device, progress=not args.no_progress,
+        ctc_weight=getattr(args, "ctc_weight", 0.0))
     result = train(lm, make_examples(lm, units), args.out, config,
                    valid=make_examples(lm, valid) if valid else None, resume=not args.no_resume,
                    evaluate=evaluate)
@@ -167,8 +180,22 @@ def run_train(args: argparse.Namespace) -> int:
 def run_asr_train(args: argparse.Namespace) -> int:
     from speechunits.lm import asr_examples, read_transcripts
 
+    from speechunits.lm import read_units
+
     texts = read_transcripts(args.text)
-    return _train_common(args, lambda lm, units: asr_examples(lm, units, texts))
+    valid = read_units(args.valid) if args.valid else []
+    if valid and not any(u.utt_id in texts for u in valid):  # fail now, not at the first validation
+        raise ValueError(f"--valid {args.valid}: none of its {len(valid)} utterances has a transcript "
+                         f"in --text {args.text}")
+    evaluate = None
+    if args.eval_cer:
+        from speechunits.lm.asr import asr_evaluator
+
+        if not valid:
+            raise ValueError("--eval-cer needs --valid (the utterances to decode)")
+        decoders = ("attention", "ctc") if args.ctc_weight else ("attention",)
+        evaluate = asr_evaluator([u for u in valid if u.utt_id in texts][: args.eval_cer], texts, decoders)
+    return _train_common(args, lambda lm, units: asr_examples(lm, units, texts), evaluate)
 
 
 def _load(args: argparse.Namespace):
@@ -203,7 +230,8 @@ def run_asr_eval(args: argparse.Namespace) -> int:
 
     lm, units = _load(args)
     result = evaluate_asr(lm, units, read_transcripts(args.text), num_beams=args.beams, batch_size=args.batch_size,
-                          no_repeat_ngram_size=args.no_repeat_ngram_size)
+                          no_repeat_ngram_size=args.no_repeat_ngram_size, decoder=args.decoder,
+                          ctc_weight=args.ctc_weight)
     _print(result.to_dict(), args.json, {"utterances": result.utterances})
     if not args.json:
         for u in result.utterances[:5]:

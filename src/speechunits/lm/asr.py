@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -65,7 +65,9 @@ def asr_examples(lm, units: list[Units], texts: dict[str, str]) -> list[Example]
             continue
         prompt = asr_prompt(lm, u)
         ids = np.concatenate((prompt, _text_ids(lm, texts[u.utt_id], dropped), [lm.eos_id]))
-        out.append(Example(ids.astype(np.int64), loss_start=len(prompt)))
+        # a unit LM's examples also name their unit positions, for the optional CTC loss (lm/ctc.py)
+        span = (1, len(prompt) - 1) if lm.kind == "unit-lm" else None
+        out.append(Example(ids.astype(np.int64), loss_start=len(prompt), ctc_span=span))
     if missing:
         log.warning("%d utterance(s) have no transcript and are left out", missing)
     if dropped:
@@ -139,17 +141,49 @@ class ASRResult:
         return {**d, "utterances": self.utterances} if with_utterances else d
 
 
+DECODERS = ("attention", "ctc", "joint")
+
+
 def evaluate_asr(lm, units: list[Units], texts: dict[str, str], num_beams: int = 5,
                  batch_size: int = 8, max_new_tokens: int | None = None,
-                 no_repeat_ngram_size: int = 0) -> ASRResult:
-    """WER and CER (jiwer, corpus level) of beam-search transcripts against normalised references."""
+                 no_repeat_ngram_size: int = 0, decoder: str = "attention",
+                 ctc_weight: float = 0.3) -> ASRResult:
+    """WER and CER (jiwer, corpus level) of the transcripts against normalised references.
+    ``decoder``: ``"attention"`` (beam search after ``<|asr|>``), ``"ctc"`` (greedy CTC on the
+    LM's head at the unit positions, for a model fine-tuned with a CTC loss, :mod:`speechunits.lm.ctc`)
+    or ``"joint"`` (beam search on ``(1 - ctc_weight) attention + ctc_weight CTC prefix`` scores,
+    :mod:`speechunits.lm.ctc_decode`)."""
     import jiwer
 
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
+    if decoder != "attention" and no_repeat_ngram_size:
+        raise ValueError("no_repeat_ngram_size is for the attention decoder only")
     units = [u for u in units if u.utt_id in texts and normalize_text(texts[u.utt_id])]
     if not units:
         raise ValueError("no utterance has a (non-empty) transcript")
-    hyps = transcribe(lm, units, num_beams, batch_size, max_new_tokens, no_repeat_ngram_size)
+    if decoder == "ctc":
+        from .ctc import ctc_transcribe
+
+        hyps = ctc_transcribe(lm, units)
+    elif decoder == "joint":
+        from .ctc_decode import joint_transcribe
+
+        hyps = joint_transcribe(lm, units, ctc_weight, num_beams, max_new_tokens)
+    else:
+        hyps = transcribe(lm, units, num_beams, batch_size, max_new_tokens, no_repeat_ngram_size)
     refs = [normalize_text(texts[u.utt_id]) for u in units]
     return ASRResult(
         wer=float(jiwer.wer(refs, hyps)), cer=float(jiwer.cer(refs, hyps)), n_utterances=len(units),
         utterances=[{"id": u.utt_id, "ref": r, "hyp": h} for u, r, h in zip(units, refs, hyps)])
+
+
+def asr_evaluator(units: list[Units], texts: dict[str, str], decoders: tuple[str, ...] = ("attention",),
+                  num_beams: int = 1) -> Callable[[Any], dict[str, float]]:
+    """An ``evaluate`` for :func:`speechunits.lm.train`: the CER of ``units`` (a dev subset) with each
+    decoder, as ``valid_cer`` (attention) and ``valid_cer_ctc``: a learning curve of the error rate,
+    not only of the loss."""
+    def run(lm) -> dict[str, float]:
+        return {"valid_cer" if d == "attention" else f"valid_cer_{d}":
+                evaluate_asr(lm, units, texts, num_beams=num_beams, decoder=d).cer for d in decoders}
+    return run

@@ -48,6 +48,9 @@ class Example:
 
     ids: np.ndarray
     loss_start: int = 1
+    # positions [a, b) of ``ids`` that a CTC loss reads (ASR: the units), with the transcript
+    # ``ids[loss_start:-1]`` (the predicted tokens before the end token) as its target; None: no CTC
+    ctc_span: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -59,6 +62,8 @@ class Batch:
     position_ids: torch.Tensor  # [B, T], restarting at 0 for each packed utterance
     targets: torch.Tensor  # [B, T]: the token position t must predict, or IGNORE
     n_real: int  # non-padding tokens
+    # one (row, start, end, target ids) per example with a ctc_span, positions in the row
+    ctc: tuple[tuple[int, int, int, np.ndarray], ...] = ()
 
     @property
     def n_targets(self) -> int:
@@ -66,7 +71,7 @@ class Batch:
 
     def to(self, device: torch.device | str) -> "Batch":
         return Batch(self.input_ids.to(device), self.position_ids.to(device),
-                     self.targets.to(device), self.n_real)
+                     self.targets.to(device), self.n_real, self.ctc)
 
 
 def split_long(examples: list[Example], max_len: int) -> list[Example]:
@@ -151,6 +156,7 @@ def collate(examples: list[Example], rows: list[list[int]], pad_id: int,
     ids = np.full((len(rows), T), pad_id, dtype=np.int64)
     pos = np.zeros((len(rows), T), dtype=np.int64)
     tgt = np.full((len(rows), T), IGNORE, dtype=np.int64)
+    ctc = []
     for r, row in enumerate(rows):
         t = 0
         for i in row:
@@ -161,10 +167,13 @@ def collate(examples: list[Example], rows: list[list[int]], pad_id: int,
             # position t+j predicts token j+1 of the same utterance, for j+1 >= loss_start
             start = max(ex.loss_start, 1)
             tgt[r, t + start - 1:t + n - 1] = ex.ids[start:]
+            if ex.ctc_span is not None:
+                a, b = ex.ctc_span
+                ctc.append((r, t + a, t + b, ex.ids[ex.loss_start:n - 1]))
             t += n
         last = int(pos[r, t - 1]) + 1 if t else 0
         pos[r, t:] = np.arange(last, last + T - t)  # pad tail: no reset, so no new "sequence"
-    return Batch(torch.from_numpy(ids), torch.from_numpy(pos), torch.from_numpy(tgt), sum(lens))
+    return Batch(torch.from_numpy(ids), torch.from_numpy(pos), torch.from_numpy(tgt), sum(lens), tuple(ctc))
 
 
 def forward_logits(lm, batch: Batch) -> torch.Tensor:
@@ -178,7 +187,11 @@ def forward_logits(lm, batch: Batch) -> torch.Tensor:
 
 def token_nll(lm, batch: Batch) -> torch.Tensor:
     """Negative log-likelihood (nats) of each target, ``[B, T]`` with 0 where ignored."""
-    logits = forward_logits(lm, batch)
+    return logits_nll(forward_logits(lm, batch), batch)
+
+
+def logits_nll(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """:func:`token_nll` from logits already computed."""
     tgt = batch.targets.to(logits.device)
     nll = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=IGNORE, reduction="none")

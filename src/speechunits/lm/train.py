@@ -52,13 +52,14 @@ from ..data.atomic import atomic_write_text
 from ..distributed import ddp
 from .checkpoint import load_checkpoint, read_checkpoint_state, save_checkpoint, trainable_parameters
 from .evaluate import sequence_nll
-from .packing import Example, collate, plan_batches, split_long, token_nll, verify_packing
+from .ctc import ctc_loss_sum, ctc_vocab
+from .packing import Example, collate, forward_logits, logits_nll, plan_batches, split_long, verify_packing
 
 log = logging.getLogger(__name__)
 
 # Settings a resumed run must share with the checkpoint, or its loss curve would differ.
 _RESUME_KEYS = ("steps", "batch_tokens", "max_len", "global_accum", "lr", "new_rows_lr", "warmup_steps",
-                "min_lr_ratio", "weight_decay", "betas", "max_grad_norm", "pack", "seed")
+                "min_lr_ratio", "weight_decay", "betas", "max_grad_norm", "pack", "seed", "ctc_weight")
 # peft's name for the trainable rows added to a text LLM's embedding for the units
 NEW_ROWS_PARAM = "trainable_tokens_delta"
 # The unit rows start near the mean text embedding; at a LoRA learning rate Adam moves them ~lr per
@@ -75,7 +76,9 @@ class TrainConfig:
     ``new_rows_lr``: peak learning rate of the embedding rows a text LLM gets for the units (peft's
     trainable tokens; no weight decay), on the same schedule; ``None``: ``NEW_ROWS_LR_FACTOR x lr``.
     ``warmup_steps=None``: 5% of ``steps``. ``batch_tokens`` counts the tokens of one micro-batch
-    (packed: ``batch_tokens // max_len`` rows of ``max_len``)."""
+    (packed: ``batch_tokens // max_len`` rows of ``max_len``). ``ctc_weight`` (unit-LM ASR only):
+    the loss is ``(1 - w) * NLL + w * CTC`` over the examples' CTC spans (:mod:`speechunits.lm.ctc`);
+    both are divided by the step's target count, and the log records the CTC part as ``ctc_loss``."""
 
     steps: int = 1000
     batch_tokens: int = 8192
@@ -89,6 +92,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     max_grad_norm: float = 1.0
     pack: bool = True
+    ctc_weight: float = 0.0
     seed: int = 0
     log_every: int = 10
     eval_every: int = 0  # 0: validate at the end only
@@ -209,6 +213,7 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
     examples = split_long(examples, c.max_len)
     if not examples:
         raise ValueError("no training examples")
+    ctc_classes = _ctc_classes(lm, examples, c.ctc_weight)
     if c.keep_best and not valid:
         raise ValueError("keep_best needs a validation set (valid / --valid) to pick the best model by")
     lm.to(c.device)
@@ -225,6 +230,7 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
     if state is not None:
         old = dict(state["config"])
         old.setdefault("global_accum", old.get("grad_accum"))  # checkpoints from before torchrun support
+        old.setdefault("ctc_weight", 0.0)  # checkpoints from before the CTC loss
         bad = [k for k in _RESUME_KEYS if old.get(k) != saved[k]]
         if bad or state["fingerprint"] != fp:
             what = ", ".join(f"{k}: {old.get(k)!r} -> {saved[k]!r}" for k in bad) or (
@@ -283,13 +289,19 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
             g["lr"] = lr * g.get("lr_scale", 1.0)
         micro = [stream.next() for _ in range(c.grad_accum * w.size)]  # the whole step, planned alike everywhere
         n_targets = sum(b.n_targets for b in micro)
-        loss_sum = torch.zeros(1, dtype=torch.float64)
+        sums = torch.zeros(2, dtype=torch.float64)  # NLL, CTC
         for b in micro[w.rank :: w.size]:
-            nll = token_nll(lm, b).sum()
-            (nll / max(n_targets, 1)).backward()
-            loss_sum += float(nll.detach())
+            logits = forward_logits(lm, b)
+            nll = logits_nll(logits, b).sum()
+            total = nll
+            if ctc_classes is not None:
+                ctc = ctc_loss_sum(logits, b, ctc_classes)
+                total = (1 - c.ctc_weight) * nll + c.ctc_weight * ctc
+                sums[1] += float(ctc.detach())
+            (total / max(n_targets, 1)).backward()
+            sums[0] += float(nll.detach())
         ddp.all_reduce_grads(params, w)
-        loss_sum = float(ddp.all_reduce(loss_sum, w).item())
+        loss_sum, ctc_sum = ddp.all_reduce(sums, w).tolist()
         if c.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
         opt.step()
@@ -300,15 +312,17 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
         result.losses.append(loss)
         result.tokens += tokens
         window_tokens += tokens
+        rec = {"step": step, "loss": loss, "lr": lr}
+        if ctc_classes is not None:
+            rec["ctc_loss"] = ctc_sum / max(n_targets, 1)
         if step % c.log_every == 0 or step == c.steps:
             now = time.perf_counter()
             tps = window_tokens / max(now - window_t, 1e-9)
-            if main:
-                _append_log(log_path, {"step": step, "loss": loss, "lr": lr, "tokens_per_s": round(tps, 1)})
+            rec["tokens_per_s"] = round(tps, 1)
             bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tps:.0f}")
             window_tokens, window_t = 0, now
-        elif main:
-            _append_log(log_path, {"step": step, "loss": loss, "lr": lr})
+        if main:
+            _append_log(log_path, rec)
         bar.update(1)
         if c.eval_every and step % c.eval_every == 0 and step < c.steps:
             validate(step)
@@ -329,6 +343,19 @@ def train(lm, examples: list[Example], out_dir: str | Path, config: TrainConfig,
         lm.save(out)
     ddp.barrier(w)
     return result
+
+
+def _ctc_classes(lm, examples: list[Example], weight: float) -> torch.Tensor | None:
+    """The CTC classes when the CTC loss is on (``weight`` > 0), after checking it can be."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"ctc_weight must be in [0, 1], got {weight}")
+    if weight == 0.0:
+        return None
+    classes = ctc_vocab(lm)
+    if not any(e.ctc_span is not None for e in examples):
+        raise ValueError("ctc_weight > 0 needs examples with CTC spans (asr_examples of a unit LM) "
+                         "that fit in max_len")
+    return classes
 
 
 def pair_evaluator(sets: dict[str, tuple[list, dict]], batch_tokens: int = 4096) -> Callable[[Any], dict[str, float]]:
