@@ -170,7 +170,7 @@ def test_prefix_scores_match_a_brute_force_sum_over_paths():
     def prefix(h):  # P(the transcript starts with h)
         return sum(p for y, p in prob.items() if y[:len(h)] == h)
 
-    scorer = CTCPrefixScorer(x)
+    scorer = CTCPrefixScorer(x[None])
     r_n, r_b = scorer.initial()
     psi, new_n, new_b = scorer.extend(r_n, r_b, torch.tensor([0]), torch.tensor([True]))
     assert torch.allclose(psi[0].exp(), torch.stack([prefix((c,)) for c in (1, 2)]))
@@ -195,6 +195,9 @@ def test_joint_decoding_uses_the_ctc_weight(tmp_path):
     assert ctc_transcribe(lm, test_units) == refs
     assert joint_transcribe(lm, test_units, ctc_weight=1.0, num_beams=3) == refs
     assert joint_transcribe(lm, test_units, ctc_weight=0.9, num_beams=3) == refs
+    # batches of utterances of different lengths (padded frames, left-padded prompts) change nothing
+    mixed = joint_transcribe(lm, test_units, ctc_weight=0.5, num_beams=3, batch_size=8)
+    assert mixed == joint_transcribe(lm, test_units, ctc_weight=0.5, num_beams=3, batch_size=1)
     assert joint_transcribe(lm, test_units, ctc_weight=0.0, num_beams=3) != refs
     with pytest.raises(ValueError, match="ctc_weight must be in"):
         joint_transcribe(lm, test_units, ctc_weight=2.0)

@@ -8,7 +8,9 @@
   gradient accumulation, cosine schedule with warm-up, checkpoints and exact resume.
 - :func:`evaluate_nll` / :func:`compare_nll`: NLL per token and per second, clean vs perturbed.
 - :func:`read_gold` / :func:`score_pairs`: zero-shot pair accuracy (sWUGGY/sBLIMP style).
-- :func:`asr_examples` / :func:`evaluate_asr`: unit-LM ASR fine-tuning and beam-search WER/CER.
+- :func:`asr_examples` / :func:`evaluate_asr`: unit-LM ASR fine-tuning and beam-search WER/CER;
+  :mod:`.ctc` / :mod:`.ctc_decode`: its hybrid CTC/attention variant (``TrainConfig.ctc_weight``,
+  greedy CTC and joint CTC/attention beam search).
 
 Example:
     >>> import numpy as np, tempfile
