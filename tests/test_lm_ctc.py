@@ -19,28 +19,14 @@ from speechunits.lm.ctc_decode import joint_transcribe  # noqa: E402
 from speechunits.lm.packing import Example, collate, forward_logits, split_long  # noqa: E402
 from speechunits.tokens import Units  # noqa: E402
 
-K, CHARS = 6, "abcdef"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_lm_asr import CHARS, K, one_thread  # noqa: E402,F401  (one_thread: autouse, one torch thread)
+from test_lm_asr import corpus as _corpus  # noqa: E402
 
 
 def corpus(n: int, seed: int) -> tuple[list[Units], dict[str, str]]:
-    """Unit i is letter i (units repeated, as frames are before de-duplication)."""
-    rng = np.random.default_rng(seed)
-    units, texts = [], {}
-    for i in range(n):
-        ids = rng.integers(0, K, rng.integers(2, 6))
-        ids = ids[np.r_[True, ids[1:] != ids[:-1]]]
-        u = Units(np.repeat(ids, 2), 50.0, utt_id=f"{seed}_{i}")
-        units.append(u)
-        texts[u.utt_id] = "".join(CHARS[j] for j in ids)
-    return units, texts
+    """test_lm_asr's corpus (unit i is letter i), transcripts in lower case to compare with decodes."""
+    units, texts = _corpus(n, seed)
+    return units, {k: v.lower() for k, v in texts.items()}
 
 
 def test_spans_follow_the_units_through_packing_and_are_dropped_from_cut_windows():
