@@ -167,16 +167,22 @@ def test_prefix_scores_match_a_brute_force_sum_over_paths():
         assert torch.allclose(psi2[0].exp(), torch.stack([prefix((c, d)) for d in (1, 2)]))
 
 
-def test_joint_decoding_uses_the_ctc_weight(tmp_path):
-    """A model trained with the CTC loss only: its attention decoder is untrained noise, so the
-    attention-only beam (weight 0) is wrong and the CTC-only one (weight 1) reads the units; the
-    joint search with weight 0.9 follows CTC."""
+@pytest.fixture(scope="module")
+def ctc_only(tmp_path_factory):
+    """A tiny model trained with the CTC loss only (its attention decoder never trained)."""
     lm = create_lm("unit-lm:tiny", k=K, seed=0, chars=CHARS)
     train_units, train_texts = corpus(300, seed=0)
-    test_units, test_texts = corpus(8, seed=1)
     cfg = TrainConfig(steps=100, batch_tokens=512, max_len=128, lr=3e-3, warmup_steps=10, seed=0,
                       save_every=0, progress=False, ctc_weight=1.0)
-    train(lm, asr_examples(lm, train_units, train_texts), tmp_path / "asr", cfg)
+    train(lm, asr_examples(lm, train_units, train_texts), tmp_path_factory.mktemp("ctc"), cfg)
+    return lm
+
+
+def test_joint_decoding_uses_the_ctc_weight(ctc_only):
+    """The attention-only beam (weight 0) of a model whose decoder never trained is wrong, the
+    CTC-only one (weight 1) reads the units; the joint search with weight 0.9 follows CTC."""
+    lm = ctc_only
+    test_units, test_texts = corpus(8, seed=1)
     refs = [test_texts[u.utt_id] for u in test_units]
     assert ctc_transcribe(lm, test_units) == refs
     assert joint_transcribe(lm, test_units, ctc_weight=1.0, num_beams=3) == refs
@@ -187,3 +193,13 @@ def test_joint_decoding_uses_the_ctc_weight(tmp_path):
     assert joint_transcribe(lm, test_units, ctc_weight=0.0, num_beams=3) != refs
     with pytest.raises(ValueError, match="ctc_weight must be in"):
         joint_transcribe(lm, test_units, ctc_weight=2.0)
+
+
+def test_the_shared_prompt_cache_decodes_as_the_stock_cache(ctc_only, monkeypatch):
+    from speechunits.lm import ctc_decode
+
+    units, texts = corpus(9, seed=4)
+    fast = joint_transcribe(ctc_only, units, ctc_weight=0.7, num_beams=4, batch_size=4)
+    assert sum(h == texts[u.utt_id] for h, u in zip(fast, units)) >= 3  # real transcripts, not empty ones
+    monkeypatch.setattr(ctc_decode, "SHARE_PROMPT", False)
+    assert joint_transcribe(ctc_only, units, ctc_weight=0.7, num_beams=4, batch_size=4) == fast

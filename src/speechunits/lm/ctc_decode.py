@@ -37,6 +37,7 @@ from .ctc import ctc_log_probs, ctc_vocab
 from .vocab import normalize_text
 
 _NEG = float("-inf")
+SHARE_PROMPT = True  # the faster cache (see _SharedPromptLayer); False: transformers' own
 
 
 def _exclusive_logcumsumexp(x: torch.Tensor) -> torch.Tensor:
@@ -97,6 +98,47 @@ def _ctc_frames(logits: torch.Tensor, lengths: list[int], vocab: torch.Tensor) -
     return x
 
 
+class _SharedPromptLayer:
+    """One layer's key/value cache for beam search where the beams of an utterance share its prompt:
+    preallocated for ``capacity`` new tokens (no concatenation per step), and reordered over the
+    generated part only (beam reordering stays inside an utterance, whose rows hold the same
+    prompt). Profiled on CPU, the stock cache spent about half the decoding time copying itself."""
+
+    def __init__(self, layer, capacity: int) -> None:
+        R, H, P, D = layer.keys.shape
+        self.layer, self.prompt, self.length = layer, P, P
+        self.kbuf = layer.keys.new_empty((R, H, P + capacity, D))
+        self.vbuf = layer.values.new_empty((R, H, P + capacity, layer.values.shape[-1]))
+        self.kbuf[:, :, :P], self.vbuf[:, :, :P] = layer.keys, layer.values
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, *args, **kwargs):
+        n = keys.shape[-2]
+        self.kbuf[:, :, self.length:self.length + n] = keys
+        self.vbuf[:, :, self.length:self.length + n] = values
+        self.length += n
+        self.layer.keys, self.layer.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+        return self.layer.keys, self.layer.values
+
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        new = slice(self.prompt, self.length)
+        self.kbuf[:, :, new] = self.kbuf[beam_idx, :, new]
+        self.vbuf[:, :, new] = self.vbuf[beam_idx, :, new]
+        self.layer.keys, self.layer.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+
+
+def _share_prompt(past, capacity: int) -> None:
+    """Give ``past`` (a transformers ``DynamicCache``, after ``batch_repeat_interleave``) shared-prompt
+    layers; a cache of another layout (older transformers) is left as it is: slower, same result."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(past, "layers", None)
+    if not layers or not all(type(x) is DynamicLayer and x.keys is not None for x in layers):
+        return
+    for layer in layers:
+        shared = _SharedPromptLayer(layer, capacity)
+        layer.update, layer.reorder_cache = shared.update, shared.reorder_cache
+
+
 @torch.no_grad()
 def _decode_batch(lm, prompts: list, vocab: torch.Tensor, w: float, beam: int, limits: list[int]) -> list[list[int]]:
     dev, N, B = lm.device, len(prompts), beam
@@ -116,6 +158,8 @@ def _decode_batch(lm, prompts: list, vocab: torch.Tensor, w: float, beam: int, l
     att_lp = torch.log_softmax(logits[:, -1][:, cand.to(dev)], -1).double().cpu().repeat_interleave(B, 0)
     past = out.past_key_values
     past.batch_repeat_interleave(B)
+    if SHARE_PROMPT:
+        _share_prompt(past, max(limits) + 1)
     mask, next_pos = mask.repeat_interleave(B, 0).to(dev), pos[:, -1].repeat_interleave(B) + 1
     r_n, r_b = ctc.initial()
     att = torch.zeros(N * B, dtype=torch.float64)
