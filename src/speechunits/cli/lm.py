@@ -189,7 +189,7 @@ def run_asr_train(args: argparse.Namespace) -> int:
                          f"in --text {args.text}")
     evaluate = None
     if args.eval_cer:
-        from speechunits.lm.asr import asr_evaluator
+        from speechunits.lm.asr_eval import asr_evaluator
 
         if not valid:
             raise ValueError("--eval-cer needs --valid (the utterances to decode)")

@@ -25,7 +25,8 @@ Example:
 
 from __future__ import annotations
 
-from .asr import ASRResult, asr_examples, evaluate_asr, transcribe
+from .asr import asr_examples, transcribe
+from .asr_eval import ASRResult, evaluate_asr
 from .data import read_transcripts, read_units, units_vocab_size
 from .evaluate import NLLResult, compare_nll, evaluate_nll, sequence_nll
 from .llm import add_lora, expand_vocab, find_smollm2, load_text_lm
