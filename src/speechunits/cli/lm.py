@@ -178,9 +178,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_asr_train(args: argparse.Namespace) -> int:
-    from speechunits.lm import asr_examples, read_transcripts
-
-    from speechunits.lm import read_units
+    from speechunits.lm import asr_examples, read_transcripts, read_units
 
     texts = read_transcripts(args.text)
     valid = read_units(args.valid) if args.valid else []

@@ -129,8 +129,10 @@ class _SharedPromptLayer:
 def _share_prompt(past, capacity: int) -> None:
     """Give ``past`` (a transformers ``DynamicCache``, after ``batch_repeat_interleave``) shared-prompt
     layers; a cache of another layout (older transformers) is left as it is: slower, same result."""
-    from transformers.cache_utils import DynamicLayer
-
+    try:
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:  # an older transformers: per-layer lists, not layer objects
+        return
     layers = getattr(past, "layers", None)
     if not layers or not all(type(x) is DynamicLayer and x.keys is not None for x in layers):
         return
