@@ -9,7 +9,8 @@
 # the units of another of about its length: what the units' content is worth). One thread; about
 # 6 s a step here beside one other job, the joint decodes 15-20 minutes each. Re-running resumes
 # the training.
-#   bash scripts/asr_ctc.sh RUNS NAME W STEPS EVAL
+#   [BASE=MODEL] [LR=5e-4] [SWAP=1] bash scripts/asr_ctc.sh RUNS NAME W STEPS EVAL
+# BASE: start from another model (e.g. RUNS/asr/ctc03 to fine-tune it further); SWAP=0: no swapped-units decodes.
 # RUNS: the folder of scripts/granularity_data.sh, with the base LM RUNS/llm/ulm_k500 of
 # scripts/llm_granularity_cpu.sh (MODEL=unit-lm:small ... ulm_k500 500 120 --lr 1e-3). Writes
 # RUNS/asr/NAME (the model, train_log.jsonl) and RUNS/asr/NAME_{test,swap}_{att,ctc,joint}.json.
@@ -20,8 +21,8 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 SU=".venv/bin/speechunits"; G=$R/gran/k500; C=$R/ulm150/corpus; O=$R/asr
 mkdir -p $O
 [[ -f $O/text_traindev.jsonl ]] || { cat $C/train.jsonl $C/dev.jsonl > $O/text_traindev.jsonl.tmp && mv $O/text_traindev.jsonl.tmp $O/text_traindev.jsonl; }
-$SU lm asr-train --model $R/llm/ulm_k500 --units $G/train.jsonl --text $O/text_traindev.jsonl \
-  --valid $G/dev.jsonl --out $O/$N --steps $S --batch-tokens 4096 --max-len 1024 --lr 5e-4 \
+$SU lm asr-train --model ${BASE:-$R/llm/ulm_k500} --units $G/train.jsonl --text $O/text_traindev.jsonl \
+  --valid $G/dev.jsonl --out $O/$N --steps $S --batch-tokens 4096 --max-len 1024 --lr ${LR:-5e-4} \
   --eval-every $E --save-every 50 --eval-cer 40 --ctc-weight $W --no-progress
 [[ -f $O/swap_test.jsonl ]] || .venv/bin/python scripts/swap_units.py $G/test.jsonl $O/swap_test.jsonl
 ev() { $SU lm asr-eval --model $O/$N --text $C/test.jsonl "$@"; }
@@ -29,6 +30,8 @@ ev --units $G/test.jsonl --beams 1 --json $O/${N}_test_att.json
 if [[ $W != 0 && $W != 0.0 ]]; then
   ev --units $G/test.jsonl --decoder ctc --json $O/${N}_test_ctc.json
   ev --units $G/test.jsonl --decoder joint --ctc-weight 0.3 --beams 5 --json $O/${N}_test_joint.json
-  ev --units $O/swap_test.jsonl --decoder ctc --json $O/${N}_swap_ctc.json
-  ev --units $O/swap_test.jsonl --decoder joint --ctc-weight 0.3 --beams 5 --json $O/${N}_swap_joint.json
+  if [[ ${SWAP:-1} == 1 ]]; then
+    ev --units $O/swap_test.jsonl --decoder ctc --json $O/${N}_swap_ctc.json
+    ev --units $O/swap_test.jsonl --decoder joint --ctc-weight 0.3 --beams 5 --json $O/${N}_swap_joint.json
+  fi
 fi
