@@ -33,6 +33,7 @@ import torch
 
 from ..tokens import Units
 from .asr import asr_prompt
+from .evaluate import length_batches
 from .packing import Batch, Example, collate, forward_logits
 from .vocab import normalize_text
 
@@ -82,24 +83,18 @@ def ctc_transcribe(lm, units: list[Units], batch_tokens: int = 8192) -> list[str
     """Greedy CTC transcripts of ``units`` from the LM's head at the unit positions."""
     vocab = ctc_vocab(lm)
     prompts = [asr_prompt(lm, u) for u in units]
+    examples = [Example(p) for p in prompts]
     out: list[str] = [""] * len(units)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     was_training = lm.model.training
     lm.model.eval()
     try:
-        s = 0
-        while s < len(order):  # right-padded batches of similar length under the token budget
-            e = s + 1
-            while e < len(order) and (e - s + 1) * len(prompts[order[e]]) <= batch_tokens:
-                e += 1
-            idx = order[s:e]
-            batch = collate([Example(prompts[i]) for i in idx], [[j] for j in range(len(idx))], lm.pad_id)
+        for idx in length_batches([len(p) for p in prompts], batch_tokens):  # right-padded
+            batch = collate(examples, [[i] for i in idx], lm.pad_id)
             best = ctc_log_probs(forward_logits(lm, batch), vocab).argmax(-1).cpu()
             for j, i in enumerate(idx):
                 path = best[j, 1:len(prompts[i]) - 1].tolist()
                 chars = [vocab[c].item() for n, c in enumerate(path) if c and (n == 0 or c != path[n - 1])]
                 out[i] = lm.tokenizer.decode(chars, skip_special_tokens=True)
-            s = e
     finally:
         lm.model.train(was_training)
     return [normalize_text(t) for t in out]
